@@ -1,0 +1,109 @@
+"""The errors this app raises, typed so callers branch on the class, never on a message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SyncAppError(Exception):
+    """Base of every error this app raises on purpose."""
+
+
+class ConfigurationError(SyncAppError):
+    """An app setting is missing or invalid; ``setting`` names it."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.message = message
+
+
+class InvalidConnectorId(SyncAppError, ValueError):
+    """A connector id that must never reach a URL."""
+
+
+class IdentityUnavailable(SyncAppError):
+    """No access token could be obtained (no managed identity, or its endpoint failed)."""
+
+    retry_after = 60
+
+
+class GraphError(SyncAppError):
+    """Graph answered with an error, or could not be reached, after any retries.
+
+    Carries what Microsoft support asks for: the status, Graph's error code, its ``request-id`` and
+    the ``client-request-id`` we sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        client_request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.client_request_id = client_request_id
+
+
+class GraphUnauthorized(GraphError):
+    """401: the token was refused (wrong audience, expired, or for another cloud)."""
+
+
+class GraphForbidden(GraphError):
+    """403: the identity lacks the Graph application permission (or Intune licence)."""
+
+
+class GraphNotFound(GraphError):
+    """404: no such resource in this tenant."""
+
+
+class GraphThrottled(GraphError):
+    """429/503 that outlasted the retries or the time budget; ``retry_after`` is Graph's own wait."""
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
+class GraphUnreachable(GraphError):
+    """No answer from Graph: connection failures or timeouts that outlasted the retries."""
+
+
+class GraphProtocolError(GraphError):
+    """Graph answered something this app cannot use (malformed JSON, a paging link to another host)."""
+
+
+class TimeBudgetExhausted(GraphError):
+    """The run's time budget ran out before a call could be made."""
+
+    retry_after = 60
+
+
+class UnknownConnector(SyncAppError):
+    """Requested connector ids that are not targets: outside ``EXCHANGE_CONNECTOR_IDS`` or not in the tenant."""
+
+    def __init__(self, ids: list[str], reason: str) -> None:
+        super().__init__(f"{reason}: {', '.join(ids)}")
+        self.ids = ids
+
+
+class SyncFailed(SyncAppError):
+    """A run in which some connector was not synced; raised after every connector was tried."""
+
+
+class InvalidRequest(SyncAppError):
+    """A webhook request this app will not act on; ``field`` names what is wrong."""
+
+    def __init__(self, field: str, message: str, *, status: int = 400, allowed: tuple[str, ...] | None = None) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
+        self.allowed = allowed

@@ -1,0 +1,354 @@
+"""The one way this app talks to Microsoft Graph: credential, session, retries, errors.
+
+Every Graph call goes through :meth:`GraphClient.request`, so authentication, ``client-request-id``,
+throttling, the run's time budget and error mapping live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError
+from azure.identity import AzureCliCredential, ManagedIdentityCredential
+from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.util.retry import Retry
+
+from shared.errors import (
+    GraphError,
+    GraphForbidden,
+    GraphNotFound,
+    GraphProtocolError,
+    GraphThrottled,
+    GraphUnauthorized,
+    GraphUnreachable,
+    IdentityUnavailable,
+    TimeBudgetExhausted,
+)
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "intune-exchange-connector-sync/1.0"
+CONNECT_TIMEOUT = 5.0
+# Statuses Graph documents as transient: throttling (429, sometimes 503) and gateway timeouts.
+RETRY_STATUSES = frozenset({429, 503, 504})
+THROTTLE_STATUSES = frozenset({429, 503})
+# What to tell a caller to wait when Graph throttled without saying for how long.
+DEFAULT_THROTTLE_WAIT = 30
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """What the client is built from; a change of any field means a new client."""
+
+    endpoint: str
+    client_id: str | None
+    identity_endpoint: str | None
+    timeout: float
+    time_budget: float
+    max_retries: int
+    backoff: float
+
+    @property
+    def scope(self) -> str:
+        """The token audience is the Graph root itself, so national clouds get their own scope."""
+        return f"{self.endpoint}/.default"
+
+    @property
+    def identity_description(self) -> str:
+        if self.identity_endpoint is None:
+            return "the Azure CLI sign-in (not running in Azure: IDENTITY_ENDPOINT is not set)"
+        if self.client_id:
+            return "the user-assigned managed identity named by AZURE_CLIENT_ID"
+        return "the system-assigned managed identity"
+
+
+class Deadline:
+    """A run's total time budget, shared by every call and retry in it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+
+@dataclass(frozen=True)
+class GraphResponse:
+    status: int
+    body: Any
+    request_id: str | None
+    client_request_id: str
+
+
+class GraphRetry(Retry):
+    """urllib3's retry policy with one change: urllib3 retries the first failure at once, while
+    Graph asks for a pause before every retry (exponential, with jitter so instances spread out)."""
+
+    def get_backoff_time(self) -> float:
+        ceiling = min(self.backoff_max, self.backoff_factor * 2 ** (len(self.history) - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not cryptography
+
+
+class GraphClient:
+    """One credential (it owns the token cache) and one pooled session, reused across invocations."""
+
+    def __init__(self, settings: GraphSettings) -> None:
+        self.settings = settings
+        self._credential = _credential_for(settings)
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = f"{USER_AGENT} {self._session.headers['User-Agent']}"
+        self._retry = GraphRetry(
+            total=settings.max_retries,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "POST"}),
+            backoff_factor=settings.backoff,
+            backoff_max=30,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        log.info("Graph client for %s uses %s", settings.endpoint, settings.identity_description)
+
+    def close(self) -> None:
+        self._session.close()
+        self._credential.close()
+
+    def url(self, path: str) -> str:
+        return f"{self.settings.endpoint}{path}"
+
+    def request(
+        self, method: str, url: str, *, deadline: Deadline, json_body: Mapping[str, Any] | None = None
+    ) -> GraphResponse:
+        """Send one Graph call, retrying what Graph documents as transient, within ``deadline``.
+
+        Throttling guidance: https://learn.microsoft.com/graph/throttling
+        """
+        if not url.startswith(f"{self.settings.endpoint}/"):
+            raise GraphProtocolError(f"refusing to send the token outside {self.settings.endpoint}: {url}")
+        path = url[len(self.settings.endpoint) :]
+        retry = self._retry.new()
+        while True:
+            client_request_id = str(uuid.uuid4())
+            response, failure = self._send(
+                method, url, json_body, path=path, client_request_id=client_request_id, deadline=deadline
+            )
+            if response is not None and not retry.is_retry(
+                method, response.status_code, "Retry-After" in response.headers
+            ):
+                return _result(response, client_request_id)
+            try:
+                retry = retry.increment(method, url, response=response.raw if response else None, error=failure)
+            except MaxRetryError:
+                attempts = f"after {len(retry.history) + 1} attempts"
+                raise _final_error(response, failure, client_request_id, attempts) from None
+            wait = _retry_after(response)
+            if wait is None:
+                wait = retry.get_backoff_time()
+            if wait >= deadline.remaining():
+                raise _final_error(
+                    response, failure, client_request_id, f"the next retry ({wait:.0f} s) would exceed the time budget"
+                )
+            log.warning(
+                "Graph %s %s: %s; retry %d in %.1f s (client-request-id=%s, request-id=%s)",
+                method,
+                path,
+                response.status_code if response is not None else type(failure).__name__,
+                len(retry.history),
+                wait,
+                client_request_id,
+                _request_id(response),
+            )
+            time.sleep(wait)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        json_body: Mapping[str, Any] | None,
+        *,
+        path: str,
+        client_request_id: str,
+        deadline: Deadline,
+    ) -> tuple[requests.Response | None, requests.RequestException | None]:
+        remaining = deadline.remaining()
+        if remaining < 0.1:
+            raise TimeBudgetExhausted(
+                f"the run's time budget of {deadline.seconds:g} s (GRAPH_TIME_BUDGET_SECONDS) is used up",
+                client_request_id=client_request_id,
+            )
+        headers = {
+            "Authorization": f"Bearer {self._token()}",
+            "client-request-id": client_request_id,
+            "return-client-request-id": "true",
+            "Accept": "application/json",
+        }
+        read_timeout = min(self.settings.timeout, remaining)
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method,
+                url,
+                json=json_body,
+                headers=headers,
+                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            log.debug("Graph %s %s failed: %s (client-request-id=%s)", method, path, exc, client_request_id)
+            return None, exc
+        log.debug(
+            "Graph %s %s -> %d in %.0f ms (client-request-id=%s, request-id=%s)",
+            method,
+            path,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+            client_request_id,
+            _request_id(response),
+        )
+        return response, None
+
+    def _token(self) -> str:
+        """azure-identity caches the token and refreshes it before expiry, so this is usually free."""
+        try:
+            return self._credential.get_token(self.settings.scope).token
+        # azure-identity raises AzureError subclasses; msal lets a malformed identity answer escape as
+        # ValueError. Both mean the same to us: no token.
+        except (AzureError, ValueError) as exc:
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise IdentityUnavailable(
+                f"Could not get a token for {self.settings.scope} from {self.settings.identity_description}: "
+                f"{detail}. {_identity_fix(self.settings)}"
+            ) from None
+
+
+def _identity_fix(settings: GraphSettings) -> str:
+    if settings.identity_endpoint is None:
+        return "Run 'az login' to try it from this machine, or deploy it to Azure with a managed identity."
+    if settings.client_id:
+        return (
+            "Check that the identity with client id AZURE_CLIENT_ID is assigned to this Function App "
+            "(az functionapp identity assign --identities <resource id>)."
+        )
+    return "Check that the Function App's system-assigned identity is on (az functionapp identity assign)."
+
+
+def _credential_for(settings: GraphSettings) -> TokenCredential:
+    """Managed identity in Azure; the developer's own Azure CLI sign-in elsewhere. Both bounded in time."""
+    if settings.identity_endpoint is not None:
+        return ManagedIdentityCredential(
+            client_id=settings.client_id,
+            connection_timeout=min(CONNECT_TIMEOUT, settings.timeout),
+            read_timeout=settings.timeout,
+            retry_total=2,
+            retry_backoff_factor=0.2,
+            timeout=settings.timeout * 2,
+        )
+    return AzureCliCredential(process_timeout=max(10, int(settings.timeout)))
+
+
+def _request_id(response: requests.Response | None) -> str | None:
+    return response.headers.get("request-id") if response is not None else None
+
+
+_RETRY_AFTER_PARSER = Retry(0)
+
+
+def _retry_after(response: requests.Response | None) -> float | None:
+    """Graph's ``Retry-After`` in seconds (it may be a number or an HTTP date); None when absent or unusable."""
+    value = response.headers.get("Retry-After") if response is not None else None
+    if value is None:
+        return None
+    try:
+        return _RETRY_AFTER_PARSER.parse_retry_after(value)
+    except InvalidHeader:
+        return None
+
+
+def _result(response: requests.Response, client_request_id: str) -> GraphResponse:
+    if not 200 <= response.status_code < 300:
+        raise _error_from_response(response, client_request_id)
+    body = None
+    if response.content:
+        try:
+            body = response.json()
+        except ValueError:
+            raise GraphProtocolError(
+                "Graph answered with a body that is not JSON",
+                status=response.status_code,
+                request_id=_request_id(response),
+                client_request_id=client_request_id,
+            ) from None
+    return GraphResponse(response.status_code, body, _request_id(response), client_request_id)
+
+
+def _final_error(
+    response: requests.Response | None,
+    failure: requests.RequestException | None,
+    client_request_id: str,
+    why: str,
+) -> GraphError:
+    if response is not None:
+        return _error_from_response(response, client_request_id, f" (gave up {why})")
+    kind = "timed out" if isinstance(failure, requests.Timeout) else "connection failed"
+    return GraphUnreachable(f"Graph could not be reached: {kind} (gave up {why})", client_request_id=client_request_id)
+
+
+def _error_from_response(response: requests.Response, client_request_id: str, gave_up: str = "") -> GraphError:
+    """Graph's error body: ``{"error": {"code", "message", "innerError": {"request-id", ...}}}``.
+
+    https://learn.microsoft.com/graph/errors
+    """
+    code, message, inner = None, None, {}
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict):
+        code = error.get("code") if isinstance(error.get("code"), str) else None
+        message = error.get("message") if isinstance(error.get("message"), str) else None
+        found = error.get("innerError", error.get("innererror"))
+        inner = found if isinstance(found, dict) else {}
+    status = response.status_code
+    details: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "request_id": _request_id(response) or _str_or_none(inner.get("request-id")),
+        "client_request_id": client_request_id,
+    }
+    text = f"Graph answered {status} {response.reason or ''}".rstrip()
+    if code or message:
+        text += f": {code or ''}{': ' if code and message else ''}{(message or '')[:500]}"
+    if status in THROTTLE_STATUSES:
+        seconds = _retry_after(response)
+        retry_after = max(1, round(seconds)) if seconds is not None else DEFAULT_THROTTLE_WAIT
+        return GraphThrottled(f"{text}{gave_up}", retry_after=retry_after, **details)
+    error_class = {401: GraphUnauthorized, 403: GraphForbidden, 404: GraphNotFound}.get(status, GraphError)
+    return error_class(f"{text}{gave_up}", **details)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+_clients_lock = threading.Lock()
+_client: GraphClient | None = None
+
+
+def client_for(settings: GraphSettings) -> GraphClient:
+    """The process's one client, built on first use; rebuilt only if the settings change."""
+    global _client
+    with _clients_lock:
+        if _client is None or _client.settings != settings:
+            if _client is not None:
+                _client.close()
+            _client = GraphClient(settings)
+        return _client

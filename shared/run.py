@@ -1,0 +1,216 @@
+"""A sync run: which connectors, sync each, and a report. One connector's failure never stops the others."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from shared import connectors
+from shared.errors import (
+    GraphError,
+    GraphForbidden,
+    GraphNotFound,
+    GraphThrottled,
+    GraphUnauthorized,
+    IdentityUnavailable,
+    SyncAppError,
+    SyncFailed,
+    TimeBudgetExhausted,
+    UnknownConnector,
+)
+from shared.graph import Deadline, GraphClient, client_for
+from shared.settings import Settings, SyncType, load_settings
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["accepted", "failed", "skipped"]
+PERMISSION = "DeviceManagementServiceConfig.ReadWrite.All"
+# After these, every further call would fail the same way or add to the throttling: stop sending.
+RUN_STOPPING = (GraphThrottled, IdentityUnavailable, TimeBudgetExhausted)
+
+
+@dataclass(frozen=True)
+class ConnectorResult:
+    id: str
+    outcome: Outcome
+    duration_ms: int
+    graph_status: int | None = None
+    request_id: str | None = None
+    client_request_id: str | None = None
+    error: SyncAppError | None = field(default=None, compare=False)
+
+    @property
+    def error_code(self) -> str | None:
+        if self.error is None:
+            return None
+        if self.outcome == "skipped":
+            return "notAttempted"
+        return getattr(self.error, "code", None) or type(self.error).__name__
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "outcome": self.outcome,
+            "graphStatus": self.graph_status,
+            "requestId": self.request_id,
+            "clientRequestId": self.client_request_id,
+            "errorCode": self.error_code,
+            "message": self.message,
+            "durationMs": self.duration_ms,
+        }
+
+    @property
+    def message(self) -> str | None:
+        if self.error is None:
+            return None
+        if self.outcome == "skipped":
+            return f"not attempted: an earlier call stopped the run ({type(self.error).__name__})"
+        return str(self.error)
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    sync_type: SyncType
+    results: tuple[ConnectorResult, ...]
+    duration_ms: int
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome == outcome)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.outcome == "accepted" for r in self.results)
+
+    @property
+    def errors(self) -> list[SyncAppError]:
+        return [r.error for r in self.results if r.error is not None]
+
+    def summary(self) -> str:
+        return (
+            f"Exchange connector sync ({self.sync_type}): {self.count('accepted')} accepted, "
+            f"{self.count('failed')} failed, {self.count('skipped')} skipped in {self.duration_ms} ms"
+        )
+
+
+def remedy(error: SyncAppError) -> str | None:
+    """What an administrator should do about ``error``, in one sentence."""
+    if isinstance(error, GraphForbidden):
+        return (
+            f"Graph refused the call: grant the Microsoft Graph application permission {PERMISSION} to the "
+            "Function App's managed identity (README, 'Grant the Graph permission'), and check that the tenant "
+            "has an active Intune licence. A new grant can take up to 24 hours to reach the identity's tokens."
+        )
+    if isinstance(error, GraphUnauthorized):
+        return (
+            "Graph refused the token: check that GRAPH_ENDPOINT is the Graph root of this tenant's cloud and "
+            "that the managed identity belongs to this tenant."
+        )
+    if isinstance(error, GraphNotFound | UnknownConnector):
+        return (
+            "No such Exchange connector in this tenant: check EXCHANGE_CONNECTOR_IDS or the requested id "
+            "(GET /api/sync lists the connectors)."
+        )
+    if isinstance(error, GraphThrottled):
+        return f"Graph is throttling this app: try again in {error.retry_after} s."
+    return None
+
+
+def resolve_targets(
+    graph: GraphClient, settings: Settings, requested: Sequence[str] | None, deadline: Deadline
+) -> tuple[str, ...]:
+    """The connector ids a run acts on. Configured ids need no Graph call; requested ones must be known."""
+    if settings.connector_ids:
+        unknown = [i for i in requested or () if i not in settings.connector_ids]
+        if unknown:
+            raise UnknownConnector(unknown, "not in EXCHANGE_CONNECTOR_IDS")
+        return tuple(requested or settings.connector_ids)
+    in_tenant = [c.id for c in connectors.list_connectors(graph, deadline)]
+    unknown = [i for i in requested or () if i not in in_tenant]
+    if unknown:
+        raise UnknownConnector(unknown, "no Exchange connector with this id in the tenant")
+    return tuple(requested or in_tenant)
+
+
+def run_sync(settings: Settings, sync_type: SyncType, requested: Sequence[str] | None = None) -> SyncReport:
+    """Sync every target connector; raises only when the targets themselves cannot be resolved."""
+    started = time.monotonic()
+    deadline = Deadline(settings.graph.time_budget)
+    graph = client_for(settings.graph)
+    targets = resolve_targets(graph, settings, requested, deadline)
+    results: list[ConnectorResult] = []
+    stopped_by: SyncAppError | None = None
+    for connector_id in targets:
+        if stopped_by is not None:
+            results.append(ConnectorResult(connector_id, "skipped", 0, error=stopped_by))
+        else:
+            results.append(_sync_one(graph, connector_id, sync_type, deadline))
+            if isinstance(results[-1].error, RUN_STOPPING):
+                stopped_by = results[-1].error
+        _log_result(results[-1])
+    return SyncReport(sync_type, tuple(results), _ms_since(started))
+
+
+def scheduled_sync(*, past_due: bool) -> SyncReport:
+    """The timer's run: ``SYNC_TYPE`` for every target; raises :class:`SyncFailed` after trying them all."""
+    if past_due:
+        log.warning("The sync timer is past due: the previous run was missed or overran (host restart, scale-in)")
+    settings = load_settings()
+    report = run_sync(settings, settings.sync_type)
+    if not report.results:
+        log.warning(
+            "No Exchange connector found in the tenant, so nothing was synced. Likely causes: none was ever "
+            "installed, or it was retired (Microsoft ended support for the on-premises Intune Exchange connector "
+            "on 19 February 2024). Set EXCHANGE_CONNECTOR_IDS to name connectors explicitly."
+        )
+        return report
+    log.info(report.summary())
+    if not report.ok:
+        advice = {text for text in map(remedy, report.errors) if text}
+        raise SyncFailed(" ".join([report.summary(), *sorted(advice)]))
+    return report
+
+
+def _sync_one(graph: GraphClient, connector_id: str, sync_type: SyncType, deadline: Deadline) -> ConnectorResult:
+    started = time.monotonic()
+    try:
+        answer = connectors.sync_connector(graph, connector_id, sync_type, deadline)
+    except (GraphError, IdentityUnavailable) as exc:
+        return ConnectorResult(
+            connector_id,
+            "failed",
+            _ms_since(started),
+            graph_status=getattr(exc, "status", None),
+            request_id=getattr(exc, "request_id", None),
+            client_request_id=getattr(exc, "client_request_id", None),
+            error=exc,
+        )
+    return ConnectorResult(
+        connector_id,
+        "accepted",
+        _ms_since(started),
+        graph_status=answer.status,
+        request_id=answer.request_id,
+        client_request_id=answer.client_request_id,
+    )
+
+
+def _log_result(result: ConnectorResult) -> None:
+    level = logging.INFO if result.outcome == "accepted" else logging.WARNING
+    log.log(
+        level,
+        "connector=%s outcome=%s graph-status=%s request-id=%s client-request-id=%s duration-ms=%d%s",
+        result.id,
+        result.outcome,
+        result.graph_status,
+        result.request_id,
+        result.client_request_id,
+        result.duration_ms,
+        f" error={result.error_code}: {result.message}" if result.error else "",
+    )
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

@@ -1,0 +1,113 @@
+"""App settings, read and validated once per invocation; every error names the setting."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, cast
+from urllib.parse import urlsplit
+
+from shared.connectors import validate_connector_id
+from shared.errors import ConfigurationError, InvalidConnectorId
+from shared.graph import GraphSettings
+
+SyncType = Literal["deltaSync", "fullSync"]
+SYNC_TYPES: tuple[SyncType, ...] = ("deltaSync", "fullSync")
+
+DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    connector_ids: tuple[str, ...]
+    sync_type: SyncType
+    graph: GraphSettings
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    return Settings(
+        connector_ids=_connector_ids(env.get("EXCHANGE_CONNECTOR_IDS", "")),
+        sync_type=_sync_type(env.get("SYNC_TYPE", "").strip() or "deltaSync"),
+        graph=GraphSettings(
+            endpoint=_graph_endpoint(env.get("GRAPH_ENDPOINT", "").strip() or DEFAULT_GRAPH_ENDPOINT),
+            client_id=_client_id(env.get("AZURE_CLIENT_ID", "").strip()),
+            identity_endpoint=_identity_endpoint(env),
+            timeout=_number(env, "GRAPH_TIMEOUT_SECONDS", default=20, low=1, high=120),
+            time_budget=_number(env, "GRAPH_TIME_BUDGET_SECONDS", default=120, low=5, high=200),
+            max_retries=int(_number(env, "GRAPH_MAX_RETRIES", default=4, low=0, high=10, whole=True)),
+            backoff=_number(env, "GRAPH_RETRY_BACKOFF_SECONDS", default=1, low=0, high=30),
+        ),
+    )
+
+
+def is_sync_type(value: object) -> bool:
+    """Graph's enum is case-sensitive, so only its exact spellings pass."""
+    return value in SYNC_TYPES
+
+
+def _sync_type(raw: str) -> SyncType:
+    if not is_sync_type(raw):
+        raise ConfigurationError("SYNC_TYPE", f"must be one of {', '.join(SYNC_TYPES)}; got {raw!r}")
+    return cast(SyncType, raw)
+
+
+def _connector_ids(raw: str) -> tuple[str, ...]:
+    ids = [part for part in re.split(r"[\s,;]+", raw) if part]
+    try:
+        return tuple(dict.fromkeys(validate_connector_id(i) for i in ids))
+    except InvalidConnectorId as exc:
+        raise ConfigurationError("EXCHANGE_CONNECTOR_IDS", str(exc)) from None
+
+
+def _graph_endpoint(raw: str) -> str:
+    """The Graph root is also the token audience, so it must be exactly a scheme and a host."""
+    parts = urlsplit(raw.rstrip("/"))
+    problem = None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        problem = "must be an https:// URL such as https://graph.microsoft.com"
+    elif parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        problem = "http:// is allowed only for a loopback host (the local emulator); use https://"
+    elif parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        problem = "must be the Graph root only, with no path, query or credentials"
+    if problem:
+        raise ConfigurationError("GRAPH_ENDPOINT", f"{problem}; got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _client_id(raw: str) -> str | None:
+    if not raw:
+        return None
+    try:
+        uuid.UUID(raw)
+    except ValueError:
+        raise ConfigurationError(
+            "AZURE_CLIENT_ID", "must be the client id (a GUID) of a user-assigned managed identity"
+        ) from None
+    return raw
+
+
+def _identity_endpoint(env: Mapping[str, str]) -> str | None:
+    """The platform sets both variables when the app has a managed identity; one alone is not usable."""
+    endpoint = env.get("IDENTITY_ENDPOINT", "").strip()
+    return endpoint if endpoint and env.get("IDENTITY_HEADER") else None
+
+
+def _number(
+    env: Mapping[str, str], name: str, *, default: float, low: float, high: float, whole: bool = False
+) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigurationError(name, f"must be {kind} from {low:g} to {high:g}; got {raw!r}")
+    return value

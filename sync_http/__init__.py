@@ -1,0 +1,12 @@
+"""HTTP trigger ``/api/sync`` (function key required): POST syncs, GET reports the connectors' state."""
+
+import azure.functions as func
+
+from shared import webhook
+
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    answer = webhook.handle(req.method, req.get_body(), req.params)
+    return func.HttpResponse(
+        answer.json(), status_code=answer.status, headers=answer.headers, mimetype="application/json"
+    )

@@ -1,0 +1,95 @@
+"""Fixtures: a fresh emulator per test, and the app's settings pointing at it, as Azure would set them."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+import sync_http
+import sync_timer
+from tests.emulator import Emulator
+
+APP_SETTINGS = (
+    "EXCHANGE_CONNECTOR_IDS",
+    "SYNC_TYPE",
+    "SYNC_SCHEDULE",
+    "GRAPH_ENDPOINT",
+    "AZURE_CLIENT_ID",
+    "GRAPH_TIMEOUT_SECONDS",
+    "GRAPH_TIME_BUDGET_SECONDS",
+    "GRAPH_MAX_RETRIES",
+    "GRAPH_RETRY_BACKOFF_SECONDS",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator() as running:
+        yield running
+
+
+@pytest.fixture
+def app_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """The app's environment in Azure with a managed identity, pointed at the emulator."""
+    for name in APP_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", emulator.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", emulator.identity_header)
+    monkeypatch.setenv("GRAPH_ENDPOINT", emulator.url)
+    monkeypatch.setenv("GRAPH_RETRY_BACKOFF_SECONDS", "0.01")
+    monkeypatch.setenv("GRAPH_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return emulator
+
+
+def call_webhook(
+    method: str = "POST", body: bytes | str | dict[str, Any] | None = None, params: dict[str, str] | None = None
+) -> Answer:
+    """Invoke ``sync_http.main`` as the Functions host does, with a function key in the query."""
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    request = func.HttpRequest(
+        method=method,
+        url="https://intune-sync.azurewebsites.net/api/sync",
+        headers={"content-type": "application/json"},
+        params={"code": "function-key-secret", **(params or {})},
+        body=body or b"",
+    )
+    response = sync_http.main(request)
+    return Answer(response.status_code, dict(response.headers), response.get_body().decode())
+
+
+def fire_timer(past_due: bool = False) -> None:
+    sync_timer.main(func.TimerRequest(past_due=past_due))
+
+
+def closed_port_url() -> str:
+    """An address where nothing listens, for an identity endpoint that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/msi/token"

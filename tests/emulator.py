@@ -1,0 +1,452 @@
+"""A local stand-in for Microsoft Graph and the App Service managed-identity endpoint.
+
+A real HTTP/1.1 server on 127.0.0.1 speaking the documented protocols, so the app runs unpatched against
+it (real azure-identity, real requests, real sockets):
+
+- identity: ``GET /msi/token?api-version=2019-08-01&resource=...[&client_id=...]`` with the
+  ``X-IDENTITY-HEADER`` header, answering ``access_token``, ``expires_on`` (epoch seconds, a string),
+  ``resource``, ``token_type``, ``client_id``
+  (https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference);
+- Graph: list (paged with ``@odata.nextLink``), get and sync of ``/v1.0/deviceManagement/exchangeConnectors``,
+  checking the token's audience and roles, with Graph's error bodies and ``request-id`` headers
+  (https://learn.microsoft.com/graph/errors).
+
+Faults are queued per route with :meth:`Emulator.fault`. Every request is recorded in ``received``.
+Run it standalone with ``python -m tests.emulator``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+READ_WRITE_ROLE = "DeviceManagementServiceConfig.ReadWrite.All"
+READ_ROLE = "DeviceManagementServiceConfig.Read.All"
+CONNECTORS_PATH = "/v1.0/deviceManagement/exchangeConnectors"
+IDENTITY_PATH = "/msi/token"
+SYSTEM_ASSIGNED_CLIENT_ID = "5f0d7c2e-1b3a-4c8e-9d6f-0a1b2c3d4e5f"
+SYNC_TYPES = ("fullSync", "deltaSync")
+
+
+def sample_connectors() -> list[dict[str, Any]]:
+    return [
+        connector("6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01", server_name="EXCH01", status="connected"),
+        connector("0b9a2f51-7c1e-4a8e-b7c4-5d2f3e9a8c02", server_name="EXCH02", status="connected"),
+    ]
+
+
+def connector(connector_id: str, *, server_name: str = "EXCH01", status: str = "connected") -> dict[str, Any]:
+    return {
+        "@odata.type": "#microsoft.graph.deviceManagementExchangeConnector",
+        "id": connector_id,
+        "lastSyncDateTime": "2026-11-24T06:00:00.0000000+00:00",
+        "status": status,
+        "primarySmtpAddress": "intune-connector@contoso.example",
+        "serverName": server_name,
+        "connectorServerName": "CONNECTOR01",
+        "exchangeConnectorType": "onPremises",
+        "version": "19.9.2.0",
+        "exchangeAlias": "intune",
+        "exchangeOrganization": "Contoso",
+    }
+
+
+@dataclass
+class Fault:
+    """One queued misbehaviour; ``times`` answers are spoilt, then the route behaves again."""
+
+    status: int | None = None
+    code: str = "UnknownError"
+    message: str = "Emulated failure"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+    drop_midway: bool = False
+    body: bytes | None = None
+    inner_error_key: str = "innerError"
+    times: int = 1
+
+
+@dataclass(frozen=True)
+class Received:
+    route: str
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class IssuedToken:
+    value: str
+    audience: str
+    roles: tuple[str, ...]
+    client_id: str | None
+    expires_on: int
+
+
+class Emulator:
+    """Graph plus the identity endpoint on one loopback port."""
+
+    def __init__(
+        self,
+        connectors: list[dict[str, Any]] | None = None,
+        *,
+        page_size: int = 100,
+        roles: tuple[str, ...] = (READ_WRITE_ROLE,),
+        token_lifetime: int = 3600,
+        port: int = 0,
+    ) -> None:
+        self.connectors = {c["id"]: c for c in (sample_connectors() if connectors is None else connectors)}
+        self.page_size = page_size
+        self.roles = roles
+        self.token_lifetime = token_lifetime
+        self.identity_header = secrets.token_urlsafe(24)
+        self.received: list[Received] = []
+        self.tokens: list[IssuedToken] = []
+        self.connections = 0
+        self._faults: dict[str, list[Fault]] = {}
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.emulator = self
+        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The Graph root (``GRAPH_ENDPOINT``), which is also the audience of the tokens it accepts."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def identity_endpoint(self) -> str:
+        return f"{self.url}{IDENTITY_PATH}"
+
+    def start(self) -> Emulator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def fault(self, route: str, **options: Any) -> Fault:
+        """Queue a fault for ``route``: ``identity``, ``list``, ``get`` or ``sync``."""
+        spoilt = Fault(**options)
+        with self._lock:
+            self._faults.setdefault(route, []).append(spoilt)
+        return spoilt
+
+    def calls(self, route: str | None = None) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if route is None or r.route == route]
+
+    def graph_calls(self) -> list[Received]:
+        return [r for r in self.calls() if r.route != "identity"]
+
+    def _next_fault(self, route: str) -> Fault | None:
+        with self._lock:
+            queue = self._faults.get(route)
+            if not queue:
+                return None
+            spoilt = queue[0]
+            spoilt.times -= 1
+            if spoilt.times <= 0:
+                queue.pop(0)
+            return spoilt
+
+    def _record(self, received: Received) -> None:
+        with self._lock:
+            self.received.append(received)
+
+    def issue_token(self, resource: str, client_id: str | None) -> IssuedToken:
+        now = int(time.time())
+        claims = {
+            "aud": resource,
+            "iss": "https://sts.windows.net/00000000-0000-0000-0000-00000000e1e1/",
+            "iat": now,
+            "exp": now + self.token_lifetime,
+            "appid": client_id or SYSTEM_ASSIGNED_CLIENT_ID,
+            "oid": "3c2b1a09-8f7e-6d5c-4b3a-291807f6e5d4",
+            "roles": list(self.roles),
+            "xms_mirid": "/subscriptions/emulated/resourcegroups/rg/providers/Microsoft.Web/sites/intune-sync",
+        }
+        token = IssuedToken(
+            value=".".join(
+                [_b64({"typ": "JWT", "alg": "RS256"}), _b64(claims), secrets.token_urlsafe(32)],
+            ),
+            audience=resource,
+            roles=self.roles,
+            client_id=client_id,
+            expires_on=now + self.token_lifetime,
+        )
+        with self._lock:
+            self.tokens.append(token)
+        return token
+
+    def find_token(self, value: str) -> IssuedToken | None:
+        with self._lock:
+            return next((t for t in self.tokens if t.value == value), None)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    emulator: Emulator
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.emulator._lock:
+            self.emulator.connections += 1
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out and hung up is expected here, not an error worth a traceback."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """Silent: tests read ``received`` instead."""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        emulator = self.server.emulator
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        route, connector_id = _route(self.command, parts.path)
+        emulator._record(
+            Received(
+                route=route,
+                method=self.command,
+                path=parts.path,
+                query=parse_qs(parts.query),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+                at=time.monotonic(),
+            )
+        )
+        spoilt = emulator._next_fault(route)
+        if spoilt is not None and self._apply(spoilt):
+            return
+        if route == "identity":
+            self._identity(parts.query)
+        elif route == "unknown":
+            self._graph_error(404, "ResourceNotFound", f"Resource not found for the segment '{parts.path}'.")
+        elif self._authorised(route):
+            getattr(self, f"_{route}")(connector_id, parse_qs(parts.query), body)
+
+    def _apply(self, spoilt: Fault) -> bool:
+        """Carry out a fault; True when it has answered (or hung up) instead of the route."""
+        if spoilt.delay:
+            time.sleep(spoilt.delay)
+        if spoilt.drop:
+            self.close_connection = True
+            return True
+        if spoilt.drop_midway:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "4096")
+            self.end_headers()
+            self.wfile.write(b'{"value": [')
+            self.wfile.flush()
+            self.close_connection = True
+            return True
+        if spoilt.body is not None:
+            self._send(spoilt.status or 200, spoilt.body, spoilt.headers)
+            return True
+        if spoilt.status is not None:
+            self._graph_error(spoilt.status, spoilt.code, spoilt.message, spoilt.headers, spoilt.inner_error_key)
+            return True
+        return False
+
+    def _identity(self, query_string: str) -> None:
+        emulator = self.server.emulator
+        query = {k: v[0] for k, v in parse_qs(query_string).items()}
+        if self.headers.get("X-IDENTITY-HEADER") != emulator.identity_header:
+            self._send_json(401, {"statusCode": 401, "message": "The X-IDENTITY-HEADER header is missing or wrong."})
+        elif query.get("api-version") != "2019-08-01" or not query.get("resource"):
+            self._send_json(400, {"statusCode": 400, "message": "api-version=2019-08-01 and resource are required."})
+        else:
+            token = emulator.issue_token(query["resource"], query.get("client_id"))
+            self._send_json(
+                200,
+                {
+                    "access_token": token.value,
+                    "expires_on": str(token.expires_on),
+                    "resource": token.audience,
+                    "token_type": "Bearer",
+                    "client_id": token.client_id or SYSTEM_ASSIGNED_CLIENT_ID,
+                },
+            )
+
+    def _authorised(self, route: str) -> bool:
+        emulator = self.server.emulator
+        scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
+        token = emulator.find_token(value) if scheme == "Bearer" else None
+        if token is None or token.expires_on < time.time():
+            self._graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+            return False
+        if token.audience != emulator.url:
+            self._graph_error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
+            return False
+        needed = {READ_WRITE_ROLE} if route == "sync" else {READ_ROLE, READ_WRITE_ROLE}
+        if not needed & set(token.roles):
+            self._graph_error(
+                403,
+                "Forbidden",
+                "Application is not authorized to perform this operation. Application must have one of the "
+                f"following scopes: {', '.join(sorted(needed))}",
+            )
+            return False
+        return True
+
+    def _list(self, _connector_id: str | None, query: dict[str, list[str]], _body: bytes) -> None:
+        emulator = self.server.emulator
+        start = int((query.get("$skiptoken") or ["0"])[0])
+        items = list(emulator.connectors.values())
+        page: dict[str, Any] = {
+            "@odata.context": f"{emulator.url}/v1.0/$metadata#deviceManagement/exchangeConnectors",
+            "value": items[start : start + emulator.page_size],
+        }
+        if start + emulator.page_size < len(items):
+            page["@odata.nextLink"] = f"{emulator.url}{CONNECTORS_PATH}?$skiptoken={start + emulator.page_size}"
+        self._send_json(200, page)
+
+    def _get(self, connector_id: str | None, _query: dict[str, list[str]], _body: bytes) -> None:
+        found = self.server.emulator.connectors.get(connector_id or "")
+        if found is None:
+            self._graph_error(404, "ResourceNotFound", f"No Exchange connector with id {connector_id}.")
+        else:
+            self._send_json(200, found)
+
+    def _sync(self, connector_id: str | None, _query: dict[str, list[str]], body: bytes) -> None:
+        found = self.server.emulator.connectors.get(connector_id or "")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+            self._graph_error(415, "UnsupportedMediaType", "Content-Type must be application/json.")
+        elif not isinstance(payload, dict) or payload.get("syncType") not in SYNC_TYPES:
+            self._graph_error(400, "BadRequest", "syncType must be fullSync or deltaSync.")
+        elif found is None:
+            self._graph_error(404, "ResourceNotFound", f"No Exchange connector with id {connector_id}.")
+        else:
+            found["lastSyncDateTime"] = datetime.now(timezone.utc).isoformat()  # noqa: UP017 - runs on 3.10
+            self._send(204, b"")
+
+    def _graph_error(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        inner_error_key: str = "innerError",
+    ) -> None:
+        request_id = str(uuid.uuid4())
+        body = {
+            "error": {
+                "code": code,
+                "message": message,
+                inner_error_key: {
+                    "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),  # noqa: UP017
+                    "request-id": request_id,
+                    "client-request-id": self.headers.get("client-request-id") or request_id,
+                },
+            }
+        }
+        self._send(status, json.dumps(body).encode(), {"request-id": request_id, **(headers or {})})
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        self._send(status, json.dumps(payload).encode())
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        headers = dict(headers or {})
+        headers.setdefault("request-id", str(uuid.uuid4()))
+        if self.headers.get("client-request-id"):
+            headers.setdefault("client-request-id", self.headers["client-request-id"])
+        if body:
+            headers.setdefault("Content-Type", "application/json; odata.metadata=minimal")
+        headers["Content-Length"] = str(len(body))
+        headers.setdefault("Date", formatdate(usegmt=True))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _route(method: str, path: str) -> tuple[str, str | None]:
+    if path == IDENTITY_PATH and method == "GET":
+        return "identity", None
+    if path == CONNECTORS_PATH and method == "GET":
+        return "list", None
+    if path.startswith(f"{CONNECTORS_PATH}/"):
+        rest = path[len(CONNECTORS_PATH) + 1 :].split("/")
+        if len(rest) == 1 and method == "GET":
+            return "get", rest[0]
+        if len(rest) == 2 and rest[1] == "sync" and method == "POST":
+            return "sync", rest[0]
+    return "unknown", None
+
+
+def _b64(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the Graph and managed-identity emulator on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=8099)
+    args = parser.parse_args()
+    with Emulator(port=args.port) as emulator:
+        print("Emulator for Microsoft Graph and the managed-identity endpoint is running. Use these settings:")
+        print(f"  GRAPH_ENDPOINT={emulator.url}")
+        print(f"  IDENTITY_ENDPOINT={emulator.identity_endpoint}")
+        print(f"  IDENTITY_HEADER={emulator.identity_header}")
+        print("Connectors:", ", ".join(emulator.connectors))
+        print("Ctrl-C stops it.")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
