@@ -8,6 +8,12 @@ from typing import Any
 class SyncAppError(Exception):
     """Base of every error this app raises on purpose."""
 
+    @property
+    def kind(self) -> str:
+        """A stable name for callers of the webhook to branch on, such as ``graphForbidden``."""
+        name = type(self).__name__
+        return name[0].lower() + name[1:]
+
 
 class ConfigurationError(SyncAppError):
     """An app setting is missing or invalid; ``setting`` names it."""

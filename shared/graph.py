@@ -17,7 +17,6 @@ from typing import Any
 
 import requests
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError
 from azure.identity import AzureCliCredential, ManagedIdentityCredential
 from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
@@ -220,9 +219,10 @@ class GraphClient:
         """azure-identity caches the token and refreshes it before expiry, so this is usually free."""
         try:
             return self._credential.get_token(self.settings.scope).token
-        # azure-identity raises AzureError subclasses; msal lets a malformed identity answer escape as
-        # ValueError. Both mean the same to us: no token.
-        except (AzureError, ValueError) as exc:
+        # azure-identity raises AzureError subclasses, but msal parses the identity endpoint's answer
+        # without guarding it, so a malformed answer escapes as ValueError, AttributeError, ... Whatever
+        # the class, it means one thing here: no token. Nothing is retried on this path.
+        except Exception as exc:
             detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise IdentityUnavailable(
                 f"Could not get a token for {self.settings.scope} from {self.settings.identity_description}: "
@@ -324,9 +324,9 @@ def _error_from_response(response: requests.Response, client_request_id: str, ga
         "request_id": _request_id(response) or _str_or_none(inner.get("request-id")),
         "client_request_id": client_request_id,
     }
-    text = f"Graph answered {status} {response.reason or ''}".rstrip()
-    if code or message:
-        text += f": {code or ''}{': ' if code and message else ''}{(message or '')[:500]}"
+    text = " ".join(filter(None, [f"Graph answered {status}", code]))
+    if message:
+        text += f": {message[:500]}"
     if status in THROTTLE_STATUSES:
         seconds = _retry_after(response)
         retry_after = max(1, round(seconds)) if seconds is not None else DEFAULT_THROTTLE_WAIT

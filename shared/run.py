@@ -48,7 +48,7 @@ class ConnectorResult:
             return None
         if self.outcome == "skipped":
             return "notAttempted"
-        return getattr(self.error, "code", None) or type(self.error).__name__
+        return getattr(self.error, "code", None) or self.error.kind
 
     def as_dict(self) -> dict[str, object]:
         return {

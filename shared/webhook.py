@@ -183,14 +183,14 @@ def _status(error: SyncAppError) -> int:
         return error.status
     if isinstance(error, UnknownConnector | GraphNotFound):
         return 404
-    if isinstance(error, run.RUN_STOPPING | ConfigurationError):
+    if isinstance(error, (*run.RUN_STOPPING, ConfigurationError)):
         return 503
     return 502
 
 
 def _error_answer(error: SyncAppError, body: dict[str, Any] | None = None) -> WebhookAnswer:
     status = _status(error)
-    detail: dict[str, Any] = {"code": _error_code(error), "message": str(error)}
+    detail: dict[str, Any] = {"code": error.kind, "message": str(error)}
     if isinstance(error, InvalidRequest):
         detail["field"] = error.field
         if error.allowed:
@@ -207,11 +207,6 @@ def _error_answer(error: SyncAppError, body: dict[str, Any] | None = None) -> We
     if status >= 500:
         log.warning("Webhook answered %d: %s", status, error)
     return WebhookAnswer(status, {**(body or {}), "error": detail}, headers)
-
-
-def _error_code(error: SyncAppError) -> str:
-    name = type(error).__name__
-    return name[0].lower() + name[1:]
 
 
 def _shown(value: object) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 
 import sync_http
 import sync_timer
@@ -37,6 +38,7 @@ APP_SETTINGS = (
 class Answer:
     status: int
     headers: dict[str, str]
+    mimetype: str
     text: str
 
     @property
@@ -80,11 +82,11 @@ def call_webhook(
         body=body or b"",
     )
     response = sync_http.main(request)
-    return Answer(response.status_code, dict(response.headers), response.get_body().decode())
+    return Answer(response.status_code, dict(response.headers), response.mimetype, response.get_body().decode())
 
 
 def fire_timer(past_due: bool = False) -> None:
-    sync_timer.main(func.TimerRequest(past_due=past_due))
+    sync_timer.main(TimerRequest(past_due=past_due))
 
 
 def closed_port_url() -> str:

@@ -1,0 +1,235 @@
+"""Retries, throttling, timeouts and Graph error bodies, seen through the webhook against the emulator."""
+
+from __future__ import annotations
+
+import itertools
+from email.utils import formatdate
+
+import pytest
+
+from tests.conftest import call_webhook
+from tests.emulator import Emulator
+
+A = "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"
+ONE = {"connectorIds": [A]}
+
+
+@pytest.fixture
+def configured(app_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """One configured connector, so each test sees only sync calls."""
+    monkeypatch.setenv("EXCHANGE_CONNECTOR_IDS", A)
+    return app_env
+
+
+def gaps(emulator: Emulator) -> list[float]:
+    times = [r.at for r in emulator.calls("sync")]
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+def test_throttled_sync_waits_for_retry_after_seconds(configured: Emulator) -> None:
+    configured.fault("sync", status=429, code="TooManyRequests", headers={"Retry-After": "1"})
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 202
+    assert len(configured.calls("sync")) == 2
+    assert gaps(configured)[0] >= 0.95
+
+
+def test_retry_after_given_as_an_http_date_is_honoured(configured: Emulator) -> None:
+    configured.fault("sync", status=503, headers={"Retry-After": formatdate(timeval=None, usegmt=True)})
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 202
+    assert len(configured.calls("sync")) == 2
+
+
+def test_throttling_without_retry_after_backs_off_exponentially(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAPH_RETRY_BACKOFF_SECONDS", "0.2")
+    configured.fault("sync", status=429, code="TooManyRequests", times=3)
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 202
+    waits = gaps(configured)
+    assert len(waits) == 3
+    # Each pause lies in [ceiling/2, ceiling] with the ceiling doubling: 0.2, 0.4, 0.8 s.
+    assert 0.1 <= waits[0] < 0.35
+    assert 0.2 <= waits[1] < 0.55
+    assert 0.4 <= waits[2] < 0.95
+
+
+@pytest.mark.parametrize("status", [503, 504])
+def test_transient_gateway_errors_are_retried(configured: Emulator, status: int) -> None:
+    configured.fault("sync", status=status, times=2)
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 202
+    assert len(configured.calls("sync")) == 3
+
+
+@pytest.mark.parametrize(("status", "answered"), [(400, 502), (401, 502), (403, 502), (404, 404), (500, 502)])
+def test_client_errors_are_never_retried(configured: Emulator, status: int, answered: int) -> None:
+    configured.fault("sync", status=status, code="Refused")
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == answered
+    assert len(configured.calls("sync")) == 1
+    assert answer.json["connectors"][0]["graphStatus"] == status
+
+
+def test_retries_stop_after_graph_max_retries(configured: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPH_MAX_RETRIES", "2")
+    configured.fault("sync", status=504, times=10)
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 502
+    assert len(configured.calls("sync")) == 3
+    assert "gave up after 3 attempts" in answer.json["connectors"][0]["message"]
+
+
+def test_throttling_that_outlasts_the_retries_is_503_with_graphs_retry_after(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAPH_MAX_RETRIES", "1")
+    configured.fault("sync", status=429, headers={"Retry-After": "0"}, times=2)
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 503
+    assert answer.headers["Retry-After"] == "1"
+    assert len(configured.calls("sync")) == 2
+
+
+def test_retry_after_beyond_the_time_budget_answers_at_once(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAPH_TIME_BUDGET_SECONDS", "5")
+    configured.fault("sync", status=429, headers={"Retry-After": "7"})
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 503
+    assert answer.headers["Retry-After"] == "7"
+    assert len(configured.calls("sync")) == 1
+    assert "would exceed the time budget" in answer.json["error"]["message"]
+
+
+def test_dropped_connection_is_retried(configured: Emulator) -> None:
+    configured.fault("sync", drop=True)
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 202
+    assert len(configured.calls("sync")) == 2
+
+
+def test_connection_dropped_during_the_answer_is_retried(app_env: Emulator) -> None:
+    app_env.fault("list", drop_midway=True)
+
+    answer = call_webhook()
+
+    assert answer.status == 202
+    assert len(app_env.calls("list")) == 2
+
+
+def test_answer_slower_than_the_timeout_is_abandoned_and_retried(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAPH_TIMEOUT_SECONDS", "1")
+    configured.fault("sync", delay=1.5)
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 202
+    assert 0.95 <= gaps(configured)[0] < 1.5
+
+
+def test_graph_that_never_answers_in_time_is_reported_within_the_budget(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAPH_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("GRAPH_MAX_RETRIES", "1")
+    configured.fault("sync", delay=1.5, times=2)
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 502
+    assert answer.json["connectors"][0]["errorCode"] == "graphUnreachable"
+    assert "timed out" in answer.json["connectors"][0]["message"]
+
+
+@pytest.mark.parametrize("inner_key", ["innerError", "innererror"])
+def test_graph_error_body_reaches_the_report(configured: Emulator, inner_key: str) -> None:
+    configured.fault("sync", status=400, code="BadRequest", message="Connector is offline", inner_error_key=inner_key)
+
+    answer = call_webhook(body=ONE)
+
+    reported = answer.json["connectors"][0]
+    sent = configured.calls("sync")[0]
+    assert reported["errorCode"] == "BadRequest"
+    assert "Connector is offline" in reported["message"]
+    assert reported["clientRequestId"] == sent.header("client-request-id")
+    assert reported["requestId"]
+
+
+def test_request_id_is_taken_from_the_error_body_when_the_header_is_missing(configured: Emulator) -> None:
+    body = b'{"error": {"code": "Gone", "message": "x", "innererror": {"request-id": "body-request-id"}}}'
+    configured.fault("sync", status=410, body=body, headers={"request-id": ""})
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.json["connectors"][0]["requestId"] == "body-request-id"
+
+
+def test_error_answer_that_is_not_json_is_still_a_clear_failure(configured: Emulator) -> None:
+    configured.fault("sync", status=502, body=b"<html>Bad gateway</html>", headers={"Content-Type": "text/html"})
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 502
+    assert answer.json["connectors"][0]["message"] == "Graph answered 502"
+
+
+def test_malformed_list_answer_is_a_clear_502(app_env: Emulator) -> None:
+    app_env.fault("list", body=b'{"value": "not a list"}')
+
+    answer = call_webhook()
+
+    assert answer.status == 502
+    assert answer.json["error"]["code"] == "graphProtocolError"
+
+
+def test_list_answer_that_is_not_json_is_a_clear_502(app_env: Emulator) -> None:
+    app_env.fault("list", body=b"{truncated")
+
+    answer = call_webhook()
+
+    assert answer.status == 502
+    assert "not JSON" in answer.json["error"]["message"]
+
+
+def test_paging_link_to_another_host_is_never_followed(app_env: Emulator) -> None:
+    app_env.fault("list", body=b'{"value": [], "@odata.nextLink": "https://attacker.example/v1.0/deviceManagement/x"}')
+
+    answer = call_webhook()
+
+    assert answer.status == 502
+    assert "refusing to send the token" in answer.json["error"]["message"]
+    assert len(app_env.calls("list")) == 1
+
+
+def test_listed_connector_with_an_unsafe_id_is_skipped_not_used(app_env: Emulator) -> None:
+    app_env.connectors["../../users"] = {"id": "../../users", "status": "connected"}
+
+    answer = call_webhook()
+
+    assert answer.status == 202
+    assert len(app_env.calls("sync")) == 2
+    assert all("users" not in r.path for r in app_env.calls("sync"))

@@ -1,0 +1,95 @@
+"""What the Functions host and the deployment read: function.json, host.json, requirements, ignores."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ("sync_timer", "sync_http")
+SETTINGS = (
+    "EXCHANGE_CONNECTOR_IDS",
+    "SYNC_TYPE",
+    "SYNC_SCHEDULE",
+    "GRAPH_ENDPOINT",
+    "AZURE_CLIENT_ID",
+    "GRAPH_TIMEOUT_SECONDS",
+    "GRAPH_TIME_BUDGET_SECONDS",
+    "GRAPH_MAX_RETRIES",
+    "GRAPH_RETRY_BACKOFF_SECONDS",
+)
+
+
+def function_json(name: str) -> dict:
+    return json.loads((ROOT / name / "function.json").read_text())
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_input_binding_is_a_parameter_of_main(name: str) -> None:
+    bindings = function_json(name)["bindings"]
+    parameters = set(inspect.signature(importlib.import_module(name).main).parameters)
+
+    names = {b["name"] for b in bindings if b["direction"] == "in"}
+    assert names == parameters
+    assert all("_" not in n for n in names)
+    assert function_json(name)["scriptFile"] == "__init__.py"
+
+
+def test_webhook_needs_a_function_key_and_lives_at_api_sync() -> None:
+    trigger, output = function_json("sync_http")["bindings"]
+
+    assert trigger == {
+        "authLevel": "function",
+        "type": "httpTrigger",
+        "direction": "in",
+        "name": "req",
+        "methods": ["get", "post"],
+        "route": "sync",
+    }
+    assert output == {"type": "http", "direction": "out", "name": "$return"}
+
+
+def test_timer_runs_on_the_sync_schedule_setting_and_not_at_start_up() -> None:
+    (trigger,) = function_json("sync_timer")["bindings"]
+
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["name"] == "mytimer"
+    assert trigger["schedule"] == "%SYNC_SCHEDULE%"
+    assert trigger["runOnStartup"] is False
+
+
+def test_host_json_is_version_2_with_a_timeout_and_no_extension_bundle() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+
+    assert host["version"] == "2.0"
+    assert host["functionTimeout"] == "00:05:00"
+    assert "extensionBundle" not in host
+
+
+def test_requirements_are_exactly_the_three_runtime_packages() -> None:
+    lines = [ln for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+
+    assert [re.split(r"[<>=!~ ]", ln)[0] for ln in lines] == ["azure-functions", "azure-identity", "requests"]
+
+
+def test_funcignore_keeps_tests_and_tooling_out_of_the_package() -> None:
+    ignored = (ROOT / ".funcignore").read_text().splitlines()
+
+    for entry in ("tests/", "scripts/", "benchmarks/", "infra/", ".ci/", "requirements-dev.txt", ".venv/"):
+        assert entry in ignored
+    for deployed in ("shared", "sync_http", "sync_timer", "host.json", "requirements.txt"):
+        assert not any(deployed.startswith(e.rstrip("/")) for e in ignored)
+
+
+def test_every_setting_is_in_the_example_settings_and_the_readme() -> None:
+    example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    readme = (ROOT / "README.md").read_text()
+
+    for setting in SETTINGS:
+        assert setting in example
+        assert f"`{setting}`" in readme
