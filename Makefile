@@ -1,27 +1,43 @@
-# `make test` is what CI runs (.ci/run); `make demo` syncs against the bundled emulator, no Azure needed.
+# `make test` is what CI runs (.ci/run). `make demo` runs the app through the real Functions Python worker
+# against the bundled emulator: no Azure needed. `make serve` keeps it serving on http://localhost:7071.
 PYTHON ?= python3
+# Python 3.13 is the deployment target and the only version the v1 worker library supports.
+PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | sort -V | tail -n 1)
 VENV ?= .venv
+VENV313 ?= .venv313
 BIN := $(VENV)/bin
+BIN313 := $(VENV313)/bin
 
-.PHONY: test lint demo emulator clean
+.PHONY: test lint demo serve emulator clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(BIN313)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or set PYTHON313=/path/to/python3.13"; exit 1; }
+	$(PYTHON313) -m venv $(VENV313)
+	$(BIN313)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
-	$(BIN)/python -m pytest
+# The whole suite on the machine's python3, then again on 3.13, where the worker-level tests also run.
+test: lint $(BIN313)/.installed
+	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN313)/python -m pytest -p no:cacheprovider
 
-demo: $(BIN)/.installed
-	$(BIN)/python scripts/demo.py
+demo: $(BIN313)/.installed
+	$(BIN313)/python scripts/local_host.py --once
+
+serve: $(BIN313)/.installed
+	$(BIN313)/python scripts/local_host.py
 
 emulator: $(BIN)/.installed
 	$(BIN)/python -m tests.emulator
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) .pytest_cache .ruff_cache

@@ -34,6 +34,10 @@ from shared.errors import (
 )
 
 log = logging.getLogger(__name__)
+# azure-identity logs every token lookup at INFO ("get_token succeeded", once per Graph call) and azure-core
+# logs each identity request in full: noise and cost in Application Insights. Their warnings still show.
+for _noisy in ("azure.identity", "azure.core.pipeline.policies.http_logging_policy"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 USER_AGENT = "intune-exchange-connector-sync/1.0"
 CONNECT_TIMEOUT = 5.0

@@ -29,7 +29,8 @@ SCENARIOS: dict[str, Callable[[Emulator, pytest.MonkeyPatch], None]] = {
 def test_no_secret_reaches_a_log_or_an_answer(
     app_env: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, scenario: str, level: int
 ) -> None:
-    caplog.set_level(level)
+    for logger in ("", "azure.identity", "azure.core.pipeline.policies.http_logging_policy"):
+        caplog.set_level(level, logger=logger)
     secrets = [app_env.identity_header, "function-key-secret"]
     SCENARIOS[scenario](app_env, monkeypatch)
 

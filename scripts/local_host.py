@@ -1,0 +1,175 @@
+"""Serve the app on http://localhost:7071 through the real Azure Functions Python worker, without Core Tools.
+
+By default it also starts the bundled emulator (Graph + the managed-identity endpoint on 127.0.0.1), so no
+Azure is needed, and prints what Graph received after every call. ``--live`` uses this machine's settings and
+``az login`` sign-in against the real tenant instead.
+
+- ``GET|POST http://localhost:7071/api/sync``: the webhook (function keys are not checked locally, as with
+  ``func start``).
+- ``POST http://localhost:7071/admin/functions/sync_timer``: fire the timer now, as the host's admin API does.
+- ``--once``: fire the timer, post one webhook and read the state, then stop (what ``make demo`` runs).
+
+Needs Python 3.13 with ``requirements-dev.txt`` installed (``make serve`` / ``make demo`` take care of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.emulator import Emulator, connector, sample_connectors  # noqa: E402
+from tests.functions_host.host import FunctionsHost, Invocation  # noqa: E402
+
+
+class LocalHost:
+    """Routes HTTP calls to the worker the way the Functions host does, and reports each invocation."""
+
+    def __init__(self, host: FunctionsHost, emulator: Emulator | None, port: int) -> None:
+        self.host = host
+        self.emulator = emulator
+        self.port = port
+        self.seen = 0
+        self.routes: dict[str, tuple[str, list[str]]] = {}
+        for name, loaded in host.loaded.items():
+            trigger = loaded.trigger
+            if trigger.get("type") == "httpTrigger":
+                self.routes[f"/api/{trigger.get('route', name)}"] = (name, [m.upper() for m in trigger["methods"]])
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        route = path.split("?", 1)[0]
+        if route.startswith("/admin/functions/") and method == "POST":
+            name = route.rsplit("/", 1)[-1]
+            if name not in self.host.loaded:
+                return 404, {}, b""
+            self.report(f"{name} (fired by hand)", self.host.invoke_timer(name))
+            return 202, {}, b""
+        if route not in self.routes:
+            return 404, {}, b""
+        name, methods = self.routes[route]
+        if method not in methods:
+            return 405, {"Allow": ", ".join(methods)}, b""
+        url = f"http://localhost:{self.port}{path}"
+        invocation = self.host.invoke_http(name, method, url, headers=headers, body=body)
+        self.report(f"{method} {route}", invocation)
+        if invocation.http is None:
+            return 500, {"Content-Type": "text/plain"}, (invocation.error or "no HTTP answer").encode()
+        return invocation.http.status, invocation.http.headers, invocation.http.body
+
+    def report(self, what: str, invocation: Invocation) -> None:
+        outcome = "succeeded" if invocation.succeeded else f"FAILED: {invocation.error}"
+        print(f"\n== {what}: {outcome}")
+        for line in invocation.logs:
+            if line.category.startswith(("shared", "azure.identity")):
+                print(f"  log {line.level}: {line.message}")
+        if self.emulator is not None:
+            received = self.emulator.calls()[self.seen :]
+            self.seen += len(received)
+            print("  What Graph received:" if received else "  Graph received nothing.")
+            for call in received:
+                body = f" {call.body.decode()}" if call.body else ""
+                query = "&".join(f"{k}={v[0]}" for k, v in call.query.items() if k != "resource")
+                print(f"    {call.route:<8} {call.method} {call.path}{'?' + query if query else ''}{body}")
+        sys.stdout.flush()
+
+
+def serve(local: LocalHost) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, headers, answer = local.handle(self.command, self.path, dict(self.headers.items()), body)
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() not in ("content-length", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        do_GET = do_POST = _any
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: each invocation is reported by LocalHost."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", local.port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=240) as answer:
+            status, text = answer.status, answer.read().decode()
+    except HTTPError as failed:
+        status, text = failed.code, failed.read().decode()
+    print(f"  -> HTTP {status}\n{text}" if text else f"  -> HTTP {status}")
+
+
+def run_once(port: int) -> None:
+    call(port, "POST", "/admin/functions/sync_timer", {"input": ""})
+    call(port, "POST", "/api/sync", {"syncType": "fullSync", "connectorIds": [sample_connectors()[0]["id"]]})
+    call(port, "GET", "/api/sync")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--once", action="store_true", help="fire the timer, call the webhook twice, stop")
+    parser.add_argument("--live", action="store_true", help="use the real tenant with this machine's sign-in")
+    args = parser.parse_args()
+
+    emulator = None
+    settings = {"SYNC_SCHEDULE": "0 */15 * * * *"}
+    if not args.live:
+        extra = connector("3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e03", server_name="EXCH03")
+        emulator = Emulator([*sample_connectors(), extra], page_size=2).start()
+        settings |= {
+            "GRAPH_ENDPOINT": emulator.url,
+            "IDENTITY_ENDPOINT": emulator.identity_endpoint,
+            "IDENTITY_HEADER": emulator.identity_header,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        print(f"Emulator for Graph and the managed-identity endpoint: {emulator.url}")
+    stop: list[Callable[[], None]] = [emulator.stop] if emulator else []
+    try:
+        host = FunctionsHost(ROOT, env=settings)
+        stop.insert(0, host.stop)
+        host.start()
+        for name, result in host.loaded.items():
+            print(f"Loaded {name} in the Python worker: {'ok' if result.succeeded else result.error}")
+        if not all(result.succeeded for result in host.loaded.values()):
+            return 1
+        local = LocalHost(host, emulator, args.port)
+        server = serve(local)
+        print(f"Serving http://localhost:{args.port}/api/sync (fire the timer: POST /admin/functions/sync_timer)")
+        if args.once:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            run_once(args.port)
+            server.shutdown()
+            return 0
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print("\nStopping.")
+        return 0
+    finally:
+        for step in stop:
+            step()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

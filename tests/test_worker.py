@@ -1,0 +1,169 @@
+"""The app inside the real Azure Functions Python worker (``azure-functions-runtime-v1``, Python 3.13).
+
+These catch what calling ``main()`` directly cannot: a binding name that does not match ``main()``, shared
+code that imports in tests but not in the worker, a return value the worker cannot convert.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("grpc", reason="the worker tests run in the Python 3.13 pass of `make test`")
+pytest.importorskip("azure_functions_runtime_v1", reason="the v1 worker library needs Python 3.13")
+
+from tests.emulator import READ_ROLE, Emulator
+from tests.functions_host.host import FunctionsHost
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+APP_FILES = ("host.json", "shared", "sync_http", "sync_timer")
+URL = "http://localhost:7071/api/sync?code=function-key-secret"
+
+
+def app_settings(emulator: Emulator) -> dict[str, str]:
+    return {
+        "GRAPH_ENDPOINT": emulator.url,
+        "IDENTITY_ENDPOINT": emulator.identity_endpoint,
+        "IDENTITY_HEADER": emulator.identity_header,
+        "GRAPH_RETRY_BACKOFF_SECONDS": "0.01",
+        "SYNC_SCHEDULE": "0 */15 * * * *",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+
+
+@pytest.fixture
+def host(emulator: Emulator) -> Iterator[FunctionsHost]:
+    with FunctionsHost(APP_ROOT, env=app_settings(emulator)) as running:
+        yield running
+
+
+def app_copy(tmp_path: Path) -> Path:
+    for name in APP_FILES:
+        source = APP_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, tmp_path / name)
+    return tmp_path
+
+
+def test_every_function_loads_in_the_worker(host: FunctionsHost) -> None:
+    assert {name: result.error for name, result in host.loaded.items()} == {"sync_http": None, "sync_timer": None}
+
+
+def test_binding_renamed_in_function_json_fails_to_load(emulator: Emulator, tmp_path: Path) -> None:
+    app = app_copy(tmp_path)
+    config = app / "sync_http" / "function.json"
+    config.write_text(config.read_text().replace('"name": "req"', '"name": "request"'))
+
+    with FunctionsHost(app, env=app_settings(emulator)) as host:
+        assert host.loaded["sync_timer"].succeeded
+        assert not host.loaded["sync_http"].succeeded
+        assert "FunctionLoadError" in (host.loaded["sync_http"].error or "")
+
+
+def test_shared_import_that_fails_in_the_worker_fails_to_load(emulator: Emulator, tmp_path: Path) -> None:
+    app = app_copy(tmp_path)
+    script = app / "sync_timer" / "__init__.py"
+    script.write_text(script.read_text().replace("from shared import run", "from shared import runner as run"))
+
+    with FunctionsHost(app, env=app_settings(emulator)) as host:
+        assert not host.loaded["sync_timer"].succeeded
+        assert "runner" in (host.loaded["sync_timer"].error or "")
+
+
+def test_webhook_through_the_worker_syncs_and_answers_json(host: FunctionsHost, emulator: Emulator) -> None:
+    invocation = host.invoke_http("sync_http", "POST", URL, body=b'{"syncType": "fullSync", "sender": "ci"}')
+
+    assert invocation.succeeded, invocation.error
+    assert invocation.http is not None
+    assert invocation.http.status == 202
+    assert invocation.http.headers["content-type"] == "application/json"
+    assert invocation.http.json()["ignoredFields"] == ["sender"]
+    identity = emulator.calls("identity")[0]
+    assert identity.header("x-identity-header") == emulator.identity_header
+    assert identity.query["resource"] == [emulator.url]
+    syncs = emulator.calls("sync")
+    assert [s.json() for s in syncs] == [{"syncType": "fullSync"}] * 2
+    assert {s.header("authorization") for s in syncs} == {f"Bearer {emulator.tokens[0].value}"}
+
+
+def test_webhook_errors_keep_their_status_and_headers_through_the_worker(
+    host: FunctionsHost, emulator: Emulator
+) -> None:
+    emulator.fault("sync", status=429, headers={"Retry-After": "600"})
+
+    throttled = host.invoke_http("sync_http", "POST", URL)
+    invalid = host.invoke_http("sync_http", "POST", URL, body=b"[1]")
+
+    assert throttled.http is not None and invalid.http is not None
+    assert (throttled.http.status, throttled.http.headers["retry-after"]) == (503, "600")
+    assert (invalid.http.status, invalid.http.json()["error"]["field"]) == (400, "body")
+
+
+def test_connector_state_through_the_worker(host: FunctionsHost, emulator: Emulator) -> None:
+    invocation = host.invoke_http("sync_http", "GET", URL)
+
+    assert invocation.http is not None
+    assert invocation.http.status == 200
+    assert len(invocation.http.json()["connectors"]) == 2
+    assert emulator.calls("sync") == []
+
+
+def test_timer_through_the_worker_syncs_and_logs_as_rpclogs(host: FunctionsHost, emulator: Emulator) -> None:
+    invocation = host.invoke_timer("sync_timer", past_due=True)
+
+    assert invocation.succeeded, invocation.error
+    assert [s.json() for s in emulator.calls("sync")] == [{"syncType": "deltaSync"}] * 2
+    messages = [(line.level, line.message) for line in invocation.logs]
+    assert any(level == "Warning" and "past due" in text for level, text in messages)
+    assert any(text.startswith("Exchange connector sync (deltaSync): 2 accepted") for _, text in messages)
+    assert sum("outcome=accepted" in text for _, text in messages) == 2
+
+
+def test_failed_timer_run_is_a_failed_invocation(host: FunctionsHost, emulator: Emulator) -> None:
+    emulator.roles = (READ_ROLE,)
+
+    invocation = host.invoke_timer("sync_timer")
+
+    assert not invocation.succeeded
+    assert "DeviceManagementServiceConfig.ReadWrite.All" in (invocation.error or "")
+    assert len(emulator.calls("sync")) == 2
+
+
+def test_no_token_or_identity_header_in_worker_logs(host: FunctionsHost, emulator: Emulator) -> None:
+    host.invoke_http("sync_http", "POST", URL)
+    emulator.fault("sync", status=401, code="InvalidAuthenticationToken")
+    host.invoke_timer("sync_timer")
+
+    seen = "\n".join(line.message for line in host.logs) + host.worker_stderr
+    assert "outcome=accepted" in seen
+    for secret in [emulator.identity_header, "function-key-secret", *(t.value for t in emulator.tokens)]:
+        assert secret not in seen
+
+
+def test_local_host_serves_the_webhook_and_fires_the_timer_through_the_worker() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    run = subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, str(APP_ROOT / "scripts" / "local_host.py"), "--once", "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Loaded sync_http in the Python worker: ok" in run.stdout
+    assert "== sync_timer (fired by hand): succeeded" in run.stdout
+    assert '/sync {"syncType": "fullSync"}' in run.stdout
+    assert "-> HTTP 202" in run.stdout
+    assert "-> HTTP 200" in run.stdout
