@@ -2,7 +2,8 @@
 # against the bundled emulator: no Azure needed. `make serve` keeps it serving on http://localhost:7071.
 PYTHON ?= python3
 # Python 3.13 is the deployment target and the only version the v1 worker library supports.
-PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | sort -V | tail -n 1)
+# A python3.13 that runs (a pyenv shim may exist without the version selected), else pyenv's own copy.
+PYTHON313 ?= $(or $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null),$(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13))))
 VENV ?= .venv
 VENV313 ?= .venv313
 BIN := $(VENV)/bin
