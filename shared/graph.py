@@ -189,7 +189,7 @@ class GraphClient:
                 client_request_id=client_request_id,
             )
         headers = {
-            "Authorization": f"Bearer {self._token()}",
+            "Authorization": f"Bearer {self.token()}",
             "client-request-id": client_request_id,
             "return-client-request-id": "true",
             "Accept": "application/json",
@@ -219,8 +219,8 @@ class GraphClient:
         )
         return response, None
 
-    def _token(self) -> str:
-        """azure-identity caches the token and refreshes it before expiry, so this is usually free."""
+    def token(self) -> str:
+        """A token for Graph; azure-identity caches it and refreshes it before expiry, so this is usually free."""
         try:
             return self._credential.get_token(self.settings.scope).token
         # azure-identity raises AzureError subclasses, but msal parses the identity endpoint's answer

@@ -22,12 +22,12 @@ from shared.errors import (
     UnknownConnector,
 )
 from shared.graph import Deadline, GraphClient, client_for
+from shared.permissions import PERMISSION
 from shared.settings import Settings, SyncType, load_settings
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["accepted", "failed", "skipped"]
-PERMISSION = "DeviceManagementServiceConfig.ReadWrite.All"
 # After these, every further call would fail the same way or add to the throttling: stop sending.
 RUN_STOPPING = (GraphThrottled, IdentityUnavailable, TimeBudgetExhausted)
 

@@ -9,7 +9,9 @@ it (real azure-identity, real requests, real sockets):
   (https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference);
 - Graph: list (paged with ``@odata.nextLink``), get and sync of ``/v1.0/deviceManagement/exchangeConnectors``,
   checking the token's audience and roles, with Graph's error bodies and ``request-id`` headers
-  (https://learn.microsoft.com/graph/errors).
+  (https://learn.microsoft.com/graph/errors);
+- Graph's own service principal and ``appRoleAssignedTo``, for granting the app role
+  (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto).
 
 Faults are queued per route with :meth:`Emulator.fault`. Every request is recorded in ``received``.
 Run it standalone with ``python -m tests.emulator``.
@@ -21,12 +23,13 @@ import argparse
 import base64
 import contextlib
 import json
+import re
 import secrets
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,8 +37,15 @@ from urllib.parse import parse_qs, urlsplit
 READ_WRITE_ROLE = "DeviceManagementServiceConfig.ReadWrite.All"
 READ_ROLE = "DeviceManagementServiceConfig.Read.All"
 CONNECTORS_PATH = "/v1.0/deviceManagement/exchangeConnectors"
+SERVICE_PRINCIPALS_PATH = "/v1.0/servicePrincipals"
 IDENTITY_PATH = "/msi/token"
 SYSTEM_ASSIGNED_CLIENT_ID = "5f0d7c2e-1b3a-4c8e-9d6f-0a1b2c3d4e5f"
+IDENTITY_OBJECT_ID = "3c2b1a09-8f7e-6d5c-4b3a-291807f6e5d4"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_SP_ID = "9e1f6f0c-6a3e-4d7e-8c7b-2f0d8a1b2c3d"
+READ_WRITE_ROLE_ID = "5ac13192-7ace-4fcf-b828-1a26f28068ee"
+READ_ROLE_ID = "06a5fe6d-c49d-46a7-b082-56b1b14103c7"
+GRANT_SCOPE = "AppRoleAssignment.ReadWrite.All"
 SYNC_TYPES = ("fullSync", "deltaSync")
 
 
@@ -46,11 +56,14 @@ def sample_connectors() -> list[dict[str, Any]]:
     ]
 
 
-def connector(connector_id: str, *, server_name: str = "EXCH01", status: str = "connected") -> dict[str, Any]:
+def connector(
+    connector_id: str, *, server_name: str = "EXCH01", status: str = "connected", synced_hours_ago: float = 1
+) -> dict[str, Any]:
+    last_sync = datetime.now(timezone.utc) - timedelta(hours=synced_hours_ago)
     return {
         "@odata.type": "#microsoft.graph.deviceManagementExchangeConnector",
         "id": connector_id,
-        "lastSyncDateTime": "2026-11-24T06:00:00.0000000+00:00",
+        "lastSyncDateTime": last_sync.strftime("%Y-%m-%dT%H:%M:%S.0000000Z"),
         "status": status,
         "primarySmtpAddress": "intune-connector@contoso.example",
         "serverName": server_name,
@@ -102,6 +115,12 @@ class IssuedToken:
     roles: tuple[str, ...]
     client_id: str | None
     expires_on: int
+    scopes: tuple[str, ...] = ()
+
+    @property
+    def permissions(self) -> set[str]:
+        """Application roles and delegated scopes alike: Graph accepts either for these calls."""
+        return {*self.roles, *self.scopes}
 
 
 class Emulator:
@@ -124,6 +143,8 @@ class Emulator:
         self.received: list[Received] = []
         self.tokens: list[IssuedToken] = []
         self.connections = 0
+        self.assignments: list[dict[str, str]] = []
+        self.principals = {IDENTITY_OBJECT_ID}
         self._faults: dict[str, list[Fault]] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _Handler)
@@ -185,25 +206,52 @@ class Emulator:
             self.received.append(received)
 
     def issue_token(self, resource: str, client_id: str | None) -> IssuedToken:
+        """A managed identity's token: application roles, as granted to the identity."""
+        granted = tuple(a["role"] for a in self.assignments if a["principalId"] == IDENTITY_OBJECT_ID)
+        roles = tuple(dict.fromkeys((*self.roles, *granted)))
+        claims = {
+            "appid": client_id or SYSTEM_ASSIGNED_CLIENT_ID,
+            "oid": IDENTITY_OBJECT_ID,
+            "roles": list(roles),
+            "xms_mirid": "/subscriptions/emulated/resourcegroups/rg/providers/Microsoft.Web/sites/intune-sync",
+        }
+        return self._issue(resource, claims, roles=roles, client_id=client_id)
+
+    def issue_user_token(self, resource: str, scopes: tuple[str, ...]) -> IssuedToken:
+        """A signed-in administrator's token (what ``az account get-access-token`` gives): delegated scopes."""
+        claims = {
+            "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+            "oid": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            "upn": "admin@contoso.example",
+            "scp": " ".join(scopes),
+        }
+        return self._issue(resource, claims, scopes=scopes)
+
+    def _issue(
+        self,
+        resource: str,
+        claims: dict[str, Any],
+        *,
+        roles: tuple[str, ...] = (),
+        scopes: tuple[str, ...] = (),
+        client_id: str | None = None,
+    ) -> IssuedToken:
         now = int(time.time())
         claims = {
             "aud": resource,
             "iss": "https://sts.windows.net/00000000-0000-0000-0000-00000000e1e1/",
+            "tid": "00000000-0000-0000-0000-00000000e1e1",
             "iat": now,
             "exp": now + self.token_lifetime,
-            "appid": client_id or SYSTEM_ASSIGNED_CLIENT_ID,
-            "oid": "3c2b1a09-8f7e-6d5c-4b3a-291807f6e5d4",
-            "roles": list(self.roles),
-            "xms_mirid": "/subscriptions/emulated/resourcegroups/rg/providers/Microsoft.Web/sites/intune-sync",
+            **claims,
         }
         token = IssuedToken(
-            value=".".join(
-                [_b64({"typ": "JWT", "alg": "RS256"}), _b64(claims), secrets.token_urlsafe(32)],
-            ),
+            value=".".join([_b64({"typ": "JWT", "alg": "RS256"}), _b64(claims), secrets.token_urlsafe(32)]),
             audience=resource,
-            roles=self.roles,
+            roles=roles,
             client_id=client_id,
             expires_on=now + self.token_lifetime,
+            scopes=scopes,
         )
         with self._lock:
             self.tokens.append(token)
@@ -330,8 +378,12 @@ class _Handler(BaseHTTPRequestHandler):
         if token.audience != emulator.url:
             self._graph_error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
             return False
-        needed = {READ_WRITE_ROLE} if route == "sync" else {READ_ROLE, READ_WRITE_ROLE}
-        if not needed & set(token.roles):
+        needed = {
+            "sync": {READ_WRITE_ROLE},
+            "service_principals": {"Application.Read.All", GRANT_SCOPE},
+            "assign_role": {GRANT_SCOPE},
+        }.get(route, {READ_ROLE, READ_WRITE_ROLE})
+        if not needed & token.permissions:
             self._graph_error(
                 403,
                 "Forbidden",
@@ -376,6 +428,49 @@ class _Handler(BaseHTTPRequestHandler):
             found["lastSyncDateTime"] = datetime.now(timezone.utc).isoformat()
             self._send(204, b"")
 
+    def _service_principals(self, _id: str | None, query: dict[str, list[str]], _body: bytes) -> None:
+        wanted = (query.get("$filter") or [""])[0]
+        found = [_graph_service_principal()] if wanted == f"appId eq '{GRAPH_APP_ID}'" else []
+        self._send_json(200, {"value": found})
+
+    def _assign_role(self, resource_id: str | None, _query: dict[str, list[str]], body: bytes) -> None:
+        emulator = self.server.emulator
+        try:
+            wanted = json.loads(body)
+        except ValueError:
+            wanted = None
+        roles = {r["id"]: r["value"] for r in _graph_service_principal()["appRoles"]}
+        if resource_id != GRAPH_SP_ID or not isinstance(wanted, dict) or wanted.get("resourceId") != GRAPH_SP_ID:
+            self._graph_error(400, "Request_BadRequest", "resourceId must be the Graph service principal.")
+        elif wanted.get("appRoleId") not in roles:
+            self._graph_error(400, "Request_BadRequest", "Permission being assigned was not found on application")
+        elif wanted.get("principalId") not in emulator.principals:
+            self._graph_error(
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{wanted.get('principalId')}' does not exist or one of its queried reference-property "
+                "objects are not present.",
+            )
+        elif any(
+            a["principalId"] == wanted["principalId"] and a["appRoleId"] == wanted["appRoleId"]
+            for a in emulator.assignments
+        ):
+            self._graph_error(
+                400,
+                "Request_BadRequest",
+                "Permission being assigned already exists on the object",
+            )
+        else:
+            assignment = {
+                "id": secrets.token_urlsafe(16),
+                "principalId": wanted["principalId"],
+                "resourceId": GRAPH_SP_ID,
+                "appRoleId": wanted["appRoleId"],
+                "role": roles[wanted["appRoleId"]],
+            }
+            emulator.assignments.append(assignment)
+            self._send_json(201, {k: v for k, v in assignment.items() if k != "role"})
+
     def _graph_error(
         self,
         status: int,
@@ -416,18 +511,39 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+ROUTES = [
+    ("GET", re.compile(re.escape(IDENTITY_PATH)), "identity"),
+    ("GET", re.compile(re.escape(CONNECTORS_PATH)), "list"),
+    ("GET", re.compile(rf"{re.escape(CONNECTORS_PATH)}/([^/]+)"), "get"),
+    ("POST", re.compile(rf"{re.escape(CONNECTORS_PATH)}/([^/]+)/sync"), "sync"),
+    ("GET", re.compile(re.escape(SERVICE_PRINCIPALS_PATH)), "service_principals"),
+    ("POST", re.compile(rf"{re.escape(SERVICE_PRINCIPALS_PATH)}/([^/]+)/appRoleAssignedTo"), "assign_role"),
+]
+
+
 def _route(method: str, path: str) -> tuple[str, str | None]:
-    if path == IDENTITY_PATH and method == "GET":
-        return "identity", None
-    if path == CONNECTORS_PATH and method == "GET":
-        return "list", None
-    if path.startswith(f"{CONNECTORS_PATH}/"):
-        rest = path[len(CONNECTORS_PATH) + 1 :].split("/")
-        if len(rest) == 1 and method == "GET":
-            return "get", rest[0]
-        if len(rest) == 2 and rest[1] == "sync" and method == "POST":
-            return "sync", rest[0]
+    """The route's name and the id in the path, if any."""
+    for verb, pattern, name in ROUTES:
+        found = pattern.fullmatch(path)
+        if verb == method and found:
+            return name, found.group(1) if pattern.groups else None
     return "unknown", None
+
+
+def _graph_service_principal() -> dict[str, Any]:
+    def role(role_id: str, value: str) -> dict[str, Any]:
+        return {"id": role_id, "value": value, "allowedMemberTypes": ["Application"], "isEnabled": True}
+
+    return {
+        "id": GRAPH_SP_ID,
+        "appId": GRAPH_APP_ID,
+        "displayName": "Microsoft Graph",
+        "appRoles": [
+            role("df021288-bdef-4463-88db-98f22de89214", "User.Read.All"),
+            role(READ_ROLE_ID, READ_ROLE),
+            role(READ_WRITE_ROLE_ID, READ_WRITE_ROLE),
+        ],
+    }
 
 
 def _b64(value: dict[str, Any]) -> str:

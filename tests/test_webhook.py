@@ -182,7 +182,7 @@ def test_get_reports_connector_state_and_syncs_nothing(app_env: Emulator) -> Non
     assert answer.json["connectors"][0] == {
         "id": A,
         "status": "connected",
-        "lastSyncDateTime": "2026-11-24T06:00:00.0000000+00:00",
+        "lastSyncDateTime": app_env.connectors[A]["lastSyncDateTime"],
         "serverName": "EXCH01",
         "primarySmtpAddress": "intune-connector@contoso.example",
         "version": "19.9.2.0",

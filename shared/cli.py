@@ -1,0 +1,160 @@
+"""The operator's commands (grant, doctor, status, sync), over the same code the functions run.
+
+Exit codes: 0 all well; 1 something is wrong (each problem is printed with its fix); 2 the command or an
+app setting is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from datetime import timedelta
+from typing import TextIO
+
+from shared import connectors, doctor, run
+from shared.errors import (
+    ConfigurationError,
+    GraphForbidden,
+    GraphNotFound,
+    InvalidConnectorId,
+    SyncAppError,
+)
+from shared.graph import Deadline, client_for
+from shared.permissions import PERMISSION, grant_app_role
+from shared.settings import SYNC_TYPES, load_settings
+
+
+def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args, out)
+    except ConfigurationError as exc:
+        print(f"error: app setting {exc}", file=out)
+        return 2
+    except SyncAppError as exc:
+        print(f"error: {exc}", file=out)
+        advice = run.remedy(exc)
+        if advice:
+            print(f"fix: {advice}", file=out)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    grant = commands.add_parser("grant", help=f"grant {PERMISSION} to the app's managed identity")
+    grant.add_argument(
+        "--principal-id",
+        required=True,
+        type=_guid,
+        help="object (principal) id of the managed identity: az functionapp identity show -g RG -n APP "
+        "--query principalId -o tsv",
+    )
+    grant.set_defaults(command=_grant)
+
+    check = commands.add_parser("doctor", help="check settings, identity, permission and connectors")
+    check.add_argument("--max-age-hours", type=float, default=24, help="a connector not synced for longer is stale")
+    check.set_defaults(command=_doctor)
+
+    status = commands.add_parser("status", help="the connectors' state")
+    status.add_argument("--json", action="store_true", help="JSON instead of a table")
+    status.set_defaults(command=_status)
+
+    sync = commands.add_parser("sync", help="sync the connectors, as the functions do")
+    sync.add_argument("--type", choices=SYNC_TYPES, help="default: SYNC_TYPE")
+    sync.add_argument("--connector", action="append", type=_connector_id, metavar="ID", help="repeatable")
+    sync.add_argument("--dry-run", action="store_true", help="show the targets, sync nothing")
+    sync.set_defaults(command=_sync)
+    return parser
+
+
+def _guid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an object id (a GUID)") from None
+
+
+def _connector_id(value: str) -> str:
+    try:
+        return connectors.validate_connector_id(value)
+    except InvalidConnectorId as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _grant(args: argparse.Namespace, out: TextIO) -> int:
+    settings = load_settings()
+    graph = client_for(settings.graph)
+    try:
+        result = grant_app_role(graph, args.principal_id, Deadline(settings.graph.time_budget))
+    except GraphForbidden:
+        print(
+            "error: Graph refused to grant the permission. Sign in (az login) as an administrator who may "
+            "assign application permissions, such as a Privileged Role Administrator: the call needs "
+            "AppRoleAssignment.ReadWrite.All and Application.Read.All.",
+            file=out,
+        )
+        return 1
+    except GraphNotFound:
+        print(
+            f"error: no service principal with object id {args.principal_id} in this tenant. Use the managed "
+            "identity's principal id: az functionapp identity show -g RG -n APP --query principalId -o tsv",
+            file=out,
+        )
+        return 1
+    state = "was already granted" if result.already_granted else "is now granted"
+    print(f"{PERMISSION} {state} to {result.principal_id} (app role {result.app_role_id}).", file=out)
+    if not result.already_granted:
+        print(doctor.GRANT_DELAY, file=out)
+    return 0
+
+
+def _doctor(args: argparse.Namespace, out: TextIO) -> int:
+    findings = doctor.diagnose(max_age=timedelta(hours=args.max_age_hours))
+    for finding in findings:
+        print(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.topic}: {finding.detail}", file=out)
+        if finding.fix:
+            print(f"      fix: {finding.fix}", file=out)
+    problems = sum(not f.ok for f in findings)
+    print("All healthy." if not problems else f"{problems} problem(s) found.", file=out)
+    return 0 if not problems else 1
+
+
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    settings = load_settings()
+    found = connectors.list_connectors(client_for(settings.graph), Deadline(settings.graph.time_budget))
+    states = [c.state() for c in found if not settings.connector_ids or c.id in settings.connector_ids]
+    if args.json:
+        print(json.dumps(states, indent=2), file=out)
+        return 0
+    columns = ("id", "status", "lastSyncDateTime", "serverName", "version")
+    rows = [[str(state[c] or "-") for c in columns] for state in states]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    for row in [list(columns), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
+    if not states:
+        print("No Exchange connector found.", file=out)
+    return 0
+
+
+def _sync(args: argparse.Namespace, out: TextIO) -> int:
+    settings = load_settings()
+    sync_type = args.type or settings.sync_type
+    if args.dry_run:
+        graph = client_for(settings.graph)
+        targets = run.resolve_targets(graph, settings, args.connector, Deadline(settings.graph.time_budget))
+        for connector_id in targets:
+            print(f"would sync {connector_id} ({sync_type})", file=out)
+        print(f"{len(targets)} connector(s); nothing was sent (--dry-run).", file=out)
+        return 0
+    report = run.run_sync(settings, sync_type, args.connector)
+    for result in report.results:
+        line = f"{result.outcome:<8}  {result.id}  request-id={result.request_id}"
+        print(f"{line}  {result.message}" if result.message else line, file=out)
+    print(report.summary(), file=out)
+    for advice in sorted({text for text in map(run.remedy, report.errors) if text}):
+        print(f"fix: {advice}", file=out)
+    return 0 if report.ok else 1

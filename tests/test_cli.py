@@ -1,0 +1,307 @@
+"""``python -m shared``: grant, doctor, status and sync against the emulator."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.cli import main
+from tests.conftest import closed_port_url
+from tests.emulator import (
+    GRANT_SCOPE,
+    GRAPH_APP_ID,
+    GRAPH_SP_ID,
+    IDENTITY_OBJECT_ID,
+    READ_ROLE,
+    READ_WRITE_ROLE_ID,
+    Emulator,
+    connector,
+)
+
+A = "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"
+B = "0b9a2f51-7c1e-4a8e-b7c4-5d2f3e9a8c02"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+@pytest.fixture
+def scheduled(app_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    monkeypatch.setenv("SYNC_SCHEDULE", "0 */15 * * * *")
+    return app_env
+
+
+@pytest.fixture
+def signed_in_admin(app_env: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A laptop after ``az login``: no managed identity, and an ``az`` that hands out the admin's token.
+
+    The stand-in ``az`` answers ``az account get-access-token`` as the real one does; azure-identity's own
+    AzureCliCredential runs it. Returns the file where it records its arguments.
+    """
+    monkeypatch.delenv("IDENTITY_ENDPOINT")
+    monkeypatch.delenv("IDENTITY_HEADER")
+    token = app_env.issue_user_token(app_env.url, (GRANT_SCOPE, "Application.Read.All"))
+    answer = tmp_path / "token.json"
+    answer.write_text(json.dumps({"accessToken": token.value, "expires_on": token.expires_on, "tokenType": "Bearer"}))
+    calls = tmp_path / "az-calls.txt"
+    fake_az = tmp_path / "bin" / "az"
+    fake_az.parent.mkdir()
+    fake_az.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\ncat "{answer}"\n')
+    fake_az.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_az.parent}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+def test_grant_assigns_the_role_resolved_by_value(app_env: Emulator, signed_in_admin: Path) -> None:
+    code, out = cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+
+    assert code == 0, out
+    assert "DeviceManagementServiceConfig.ReadWrite.All is now granted" in out
+    assert "24 hours" in out
+    assert app_env.calls("service_principals")[0].query["$filter"] == [f"appId eq '{GRAPH_APP_ID}'"]
+    assert app_env.calls("assign_role")[0].json() == {
+        "principalId": IDENTITY_OBJECT_ID,
+        "resourceId": GRAPH_SP_ID,
+        "appRoleId": READ_WRITE_ROLE_ID,
+    }
+    assert f"account get-access-token --output json --resource {app_env.url}" in signed_in_admin.read_text()
+
+
+def test_grant_twice_succeeds_and_says_it_was_already_granted(app_env: Emulator, signed_in_admin: Path) -> None:
+    cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+
+    code, out = cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+
+    assert code == 0, out
+    assert "was already granted" in out
+    assert len(app_env.assignments) == 1
+
+
+def test_grant_without_admin_rights_says_what_is_needed(
+    app_env: Emulator, signed_in_admin: Path, tmp_path: Path
+) -> None:
+    weak = app_env.issue_user_token(app_env.url, ("User.Read",))
+    (tmp_path / "token.json").write_text(json.dumps({"accessToken": weak.value, "expires_on": weak.expires_on}))
+
+    code, out = cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+
+    assert code == 1
+    assert "Privileged Role Administrator" in out
+    assert "AppRoleAssignment.ReadWrite.All" in out
+    assert app_env.assignments == []
+
+
+def test_grant_to_an_unknown_principal_says_how_to_find_the_right_one(app_env: Emulator, signed_in_admin: Path) -> None:
+    code, out = cli("grant", "--principal-id", "11111111-2222-3333-4444-555555555555")
+
+    assert code == 1
+    assert "az functionapp identity show" in out
+
+
+def test_grant_without_az_login_says_so(app_env: Emulator, signed_in_admin: Path, tmp_path: Path) -> None:
+    fake_az = tmp_path / "bin" / "az"
+    fake_az.write_text("#!/bin/sh\necho \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1\n")
+
+    code, out = cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+
+    assert code == 1
+    assert "az login" in out
+    assert app_env.graph_calls() == []
+
+
+def test_grant_needs_a_guid(app_env: Emulator) -> None:
+    with pytest.raises(SystemExit) as usage:
+        cli("grant", "--principal-id", "my-function-app")
+
+    assert usage.value.code == 2
+
+
+def test_doctor_says_all_healthy_and_exits_0(scheduled: Emulator) -> None:
+    code, out = cli("doctor")
+
+    assert code == 0, out
+    assert "FAIL" not in out
+    assert "All healthy." in out
+    assert "the system-assigned managed identity: object id" in out
+
+
+def test_doctor_without_the_role_gives_the_exact_grant_command(scheduled: Emulator) -> None:
+    scheduled.roles = (READ_ROLE,)
+
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert "FAIL  permission: the token has no application role DeviceManagementServiceConfig.ReadWrite.All" in out
+    assert f"python -m shared grant --principal-id {IDENTITY_OBJECT_ID}" in out
+    assert "24 hours" in out
+
+
+def test_doctor_then_grant_then_doctor_is_healthy(
+    scheduled: Emulator, monkeypatch: pytest.MonkeyPatch, signed_in_admin: Path
+) -> None:
+    scheduled.roles = (READ_ROLE,)
+    assert cli("grant", "--principal-id", IDENTITY_OBJECT_ID)[0] == 0
+    monkeypatch.setenv("IDENTITY_ENDPOINT", scheduled.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", scheduled.identity_header)
+
+    code, out = cli("doctor")
+
+    assert code == 0, out
+
+
+def test_doctor_flags_disconnected_never_synced_and_stale_connectors(scheduled: Emulator) -> None:
+    never = connector("c-never")
+    never["lastSyncDateTime"] = "0001-01-01T00:00:00Z"
+    scheduled.connectors = {
+        "c-ok": connector("c-ok"),
+        "c-down": connector("c-down", status="disconnected"),
+        "c-never": never,
+        "c-stale": connector("c-stale", synced_hours_ago=30),
+    }
+
+    code, out = cli("doctor", "--max-age-hours", "24")
+
+    assert code == 1
+    assert "ok    connector c-ok: connected" in out
+    assert "FAIL  connector c-down: status is disconnected" in out
+    assert "FAIL  connector c-never: has never synced" in out
+    assert "FAIL  connector c-stale: last synced 30.0 h ago" in out
+    assert "3 problem(s) found." in out
+
+
+def test_doctor_flags_configured_connectors_missing_from_the_tenant(
+    scheduled: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXCHANGE_CONNECTOR_IDS", f"{A},gone-1")
+
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert "FAIL  connector gone-1: is in EXCHANGE_CONNECTOR_IDS but not in the tenant" in out
+
+
+def test_doctor_with_no_connector_explains_the_retirement(scheduled: Emulator) -> None:
+    scheduled.connectors.clear()
+
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert "19 February 2024" in out
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        (None, "SYNC_SCHEDULE: is not set"),
+        ("*/15 * * * *", "is not a 6-field NCRONTAB expression"),
+        ("* * * * * *", "fires more than once a minute"),
+    ],
+)
+def test_doctor_checks_the_schedule(
+    scheduled: Emulator, monkeypatch: pytest.MonkeyPatch, schedule: str | None, problem: str
+) -> None:
+    if schedule is None:
+        monkeypatch.delenv("SYNC_SCHEDULE")
+    else:
+        monkeypatch.setenv("SYNC_SCHEDULE", schedule)
+
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert problem in out
+
+
+def test_doctor_names_an_invalid_setting(scheduled: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPH_ENDPOINT", "http://graph.microsoft.com")
+
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert "FAIL  settings: GRAPH_ENDPOINT" in out
+    assert scheduled.calls() == []
+
+
+def test_doctor_reports_a_missing_identity(scheduled: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", closed_port_url())
+
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert "FAIL  credential: Could not get a token" in out
+
+
+def test_status_prints_a_table_and_json(app_env: Emulator) -> None:
+    code, table = cli("status")
+    assert code == 0
+    assert table.splitlines()[0].split() == ["id", "status", "lastSyncDateTime", "serverName", "version"]
+    assert A in table and "EXCH02" in table
+
+    code, as_json = cli("status", "--json")
+    assert [c["id"] for c in json.loads(as_json)] == [A, B]
+    assert app_env.calls("sync") == []
+
+
+def test_sync_command_runs_the_same_sync(app_env: Emulator) -> None:
+    code, out = cli("sync", "--type", "fullSync", "--connector", B)
+
+    assert code == 0, out
+    assert [r.json() for r in app_env.calls("sync")] == [{"syncType": "fullSync"}]
+    assert "1 accepted, 0 failed" in out
+
+
+def test_sync_dry_run_sends_nothing(app_env: Emulator) -> None:
+    code, out = cli("sync", "--dry-run")
+
+    assert code == 0
+    assert f"would sync {A} (deltaSync)" in out
+    assert app_env.calls("sync") == []
+
+
+def test_failed_sync_command_exits_1_with_the_fix(app_env: Emulator) -> None:
+    app_env.roles = (READ_ROLE,)
+
+    code, out = cli("sync")
+
+    assert code == 1
+    assert "fix: Graph refused the call: grant the Microsoft Graph application permission" in out
+
+
+def test_sync_command_refuses_an_unsafe_id(app_env: Emulator) -> None:
+    with pytest.raises(SystemExit) as usage:
+        cli("sync", "--connector", "../../users")
+
+    assert usage.value.code == 2
+    assert app_env.calls() == []
+
+
+def test_bad_setting_exits_2(app_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_TYPE", "weekly")
+
+    code, out = cli("status")
+
+    assert code == 2
+    assert "SYNC_TYPE" in out
+
+
+def test_python_dash_m_shared_runs(app_env: Emulator) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "shared", "status", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert len(json.loads(run.stdout)) == 2
