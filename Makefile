@@ -6,10 +6,11 @@ PYTHON ?= python3
 PYTHON313 ?= $(or $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null),$(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13))))
 VENV ?= .venv
 VENV313 ?= .venv313
+VENVCHECKOV ?= .venv-checkov
 BIN := $(VENV)/bin
 BIN313 := $(VENV313)/bin
 
-.PHONY: test lint demo serve emulator clean
+.PHONY: test lint checkov demo serve emulator clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +23,23 @@ $(BIN313)/.installed: requirements.txt requirements-dev.txt
 	$(BIN313)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# checkov has many pinned dependencies of its own, so it gets its own environment. It pins pycep-parser 0.5.1,
+# which predates Bicep's `extension` keyword (infra/graph-permission.bicep); 0.7.1 reads it.
+$(VENVCHECKOV)/bin/.installed:
+	$(PYTHON) -m venv $(VENVCHECKOV)
+	$(VENVCHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==3.3.30
+	$(VENVCHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps pycep-parser==0.7.1
+	touch $@
+
+checkov: $(VENVCHECKOV)/bin/.installed
+	$(VENVCHECKOV)/bin/checkov --config-file .checkov.yaml
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 # The whole suite on the machine's python3, then again on 3.13, where the worker-level tests also run.
-test: lint $(BIN313)/.installed
+test: lint checkov $(BIN313)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider
 	$(BIN313)/python -m pytest -p no:cacheprovider
 
@@ -41,4 +53,4 @@ emulator: $(BIN)/.installed
 	$(BIN)/python -m tests.emulator
 
 clean:
-	rm -rf $(VENV) $(VENV313) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) $(VENVCHECKOV) .pytest_cache .ruff_cache

@@ -80,7 +80,19 @@ def test_requirements_are_exactly_the_three_runtime_packages() -> None:
 def test_funcignore_keeps_tests_and_tooling_out_of_the_package() -> None:
     ignored = (ROOT / ".funcignore").read_text().splitlines()
 
-    for entry in ("tests/", "scripts/", "benchmarks/", "infra/", ".ci/", "requirements-dev.txt", ".venv/", ".venv313/"):
+    for entry in (
+        "tests/",
+        "scripts/",
+        "benchmarks/",
+        "infra/",
+        ".ci/",
+        "requirements-dev.txt",
+        ".venv/",
+        ".venv313/",
+        ".venv-checkov/",
+        ".checkov.yaml",
+        "azure.yaml",
+    ):
         assert entry in ignored
     for deployed in ("shared", "sync_http", "sync_timer", "host.json", "requirements.txt"):
         assert not any(deployed.startswith(e.rstrip("/")) for e in ignored)

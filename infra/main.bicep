@@ -1,0 +1,250 @@
+// Intune Exchange connector sync: a Linux Function App on the Flex Consumption plan (Python 3.13) with a managed
+// identity, identity-based host storage (no account keys), Application Insights on Log Analytics, and the Microsoft
+// Graph app role DeviceManagementServiceConfig.ReadWrite.All granted to that identity.
+//
+//   az deployment group create -g <resource-group> -f infra/main.bicep -p infra/main.parameters.json -p name=<name>
+//   azd up
+
+targetScope = 'resourceGroup'
+
+@description('Short name for the app; resource names derive from it.')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Azure region for every resource.')
+param location string = resourceGroup().location
+
+@description('Use a user-assigned managed identity (wired to AZURE_CLIENT_ID) instead of the system-assigned one.')
+param useUserAssignedIdentity bool = false
+
+@description('Grant the Graph app role in this deployment. Needs a deployer who may assign application permissions (Privileged Role Administrator); without that, set false and run `python -m shared grant` later.')
+param grantGraphPermission bool = true
+
+@description('NCRONTAB, 6 fields, UTC: when the timer syncs.')
+param syncSchedule string = '0 */15 * * * *'
+
+@description('The timer\'s sync type and the webhook\'s default.')
+@allowed([
+  'deltaSync'
+  'fullSync'
+])
+param syncType string = 'deltaSync'
+
+@description('Connector ids to sync, comma separated; empty syncs every connector in the tenant.')
+param exchangeConnectorIds string = ''
+
+@description('Microsoft Graph root of the tenant\'s cloud.')
+@allowed([
+  'https://graph.microsoft.com'
+  'https://graph.microsoft.us'
+  'https://dod-graph.microsoft.us'
+  'https://microsoftgraph.chinacloudapi.cn'
+])
+param graphEndpoint string = 'https://graph.microsoft.com'
+
+@description('Upper bound on Flex Consumption instances. One instance is plenty for this app; the bound keeps a webhook burst from fanning out against Graph\'s per-tenant limits.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+param tags object = {}
+
+var suffix = take(uniqueString(subscription().id, resourceGroup().id, name), 8)
+var deploymentContainer = 'app-package-${suffix}'
+var identityClientId = useUserAssignedIdentity ? userIdentity.properties.clientId : ''
+var identityPrincipalId = useUserAssignedIdentity ? userIdentity.properties.principalId : app.identity.principalId
+var hostSettings = {
+  AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: useUserAssignedIdentity ? 'ClientId=${identityClientId};Authorization=AAD' : 'Authorization=AAD'
+}
+// The app's own settings (README, 'Settings').
+var syncSettings = {
+  SYNC_SCHEDULE: syncSchedule
+  SYNC_TYPE: syncType
+  EXCHANGE_CONNECTOR_IDS: exchangeConnectorIds
+  GRAPH_ENDPOINT: graphEndpoint
+}
+// ManagedIdentityCredential does not read AZURE_CLIENT_ID by itself on App Service: the app passes it.
+var userIdentitySettings = useUserAssignedIdentity ? {
+  AzureWebJobsStorage__clientId: identityClientId
+  AZURE_CLIENT_ID: identityClientId
+} : {}
+// Built-in role ids: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: 'log-${name}-${suffix}'
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: 30
+  }
+}
+
+resource insights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-${name}-${suffix}'
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: workspace.id
+    DisableLocalAuth: true
+  }
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: 'st${take(toLower(replace(name, '-', '')), 14)}${suffix}'
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+  }
+
+  resource blobs 'blobServices' = {
+    name: 'default'
+
+    resource packages 'containers' = {
+      name: deploymentContainer
+    }
+  }
+}
+
+resource userIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (useUserAssignedIdentity) {
+  name: 'id-${name}-${suffix}'
+  location: location
+  tags: tags
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: 'plan-${name}-${suffix}'
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: 'func-${name}-${suffix}'
+  location: location
+  tags: union(tags, { 'azd-service-name': 'sync' })
+  kind: 'functionapp,linux'
+  identity: useUserAssignedIdentity ? {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${userIdentity.id}': {}
+    }
+  } : {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainer}'
+          authentication: useUserAssignedIdentity ? {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: userIdentity.id
+          } : {
+            type: 'SystemAssignedIdentity'
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: 2048
+      }
+      runtime: {
+        name: 'python'
+        version: '3.13'
+      }
+    }
+  }
+}
+
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: app
+  name: 'appsettings'
+  properties: union(hostSettings, syncSettings, userIdentitySettings)
+}
+
+// Deployments go through Entra ID (OneDeploy); the basic-auth FTP and SCM endpoints stay off.
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+// The host keeps its state and the deployment package in blobs: only the identity can reach them.
+resource storageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, storageBlobDataOwner)
+  scope: storage
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+  }
+}
+
+// Application Insights accepts telemetry only from Entra ID (DisableLocalAuth): the identity may publish it.
+resource telemetryAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(insights.id, identityPrincipalId, monitoringMetricsPublisher)
+  scope: insights
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+  }
+}
+
+module graphPermission 'graph-permission.bicep' = if (grantGraphPermission) {
+  name: 'graph-permission-${suffix}'
+  params: {
+    principalId: identityPrincipalId
+  }
+}
+
+output functionAppName string = app.name
+output webhookUrl string = 'https://${app.properties.defaultHostName}/api/sync'
+@description('Object id of the app\'s managed identity: what `python -m shared grant --principal-id` takes.')
+output identityPrincipalId string = identityPrincipalId
+output graphPermissionGranted bool = grantGraphPermission

@@ -1,0 +1,178 @@
+"""infra/: parsed with pycep-parser (Bicep cannot be compiled here) and checked against what it promises."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pycep import BicepParser
+
+INFRA = Path(__file__).resolve().parent.parent / "infra"
+ROLE_VALUE = "DeviceManagementServiceConfig.ReadWrite.All"
+
+
+@pytest.fixture(scope="module")
+def main() -> dict[str, Any]:
+    return BicepParser().parse(text=(INFRA / "main.bicep").read_text())
+
+
+@pytest.fixture(scope="module")
+def grant() -> dict[str, Any]:
+    return BicepParser().parse(text=(INFRA / "graph-permission.bicep").read_text())
+
+
+def config(tree: dict[str, Any], resource: str) -> dict[str, Any]:
+    return tree["resources"][resource]["config"]
+
+
+def conditional(value: dict[str, Any]) -> tuple[Any, Any, Any]:
+    operands = value["operator"]["operands"]
+    return operands["condition"], operands["true_value"], operands["false_value"]
+
+
+def test_function_app_is_linux_flex_consumption_python_3_13(main: dict[str, Any]) -> None:
+    plan = config(main, "plan")
+    app = config(main, "app")
+
+    assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
+    assert plan["properties"]["reserved"] is True
+    assert app["kind"] == "functionapp,linux"
+    assert app["properties"]["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.13"}
+
+
+def test_app_is_https_only_with_tls_1_2_and_no_ftp_or_basic_auth(main: dict[str, Any]) -> None:
+    app = config(main, "app")["properties"]
+
+    assert app["httpsOnly"] is True
+    assert app["siteConfig"]["minTlsVersion"] == "1.2"
+    assert app["siteConfig"]["ftpsState"] == "Disabled"
+    for policy in ("ftpBasicAuth", "scmBasicAuth"):
+        assert config(main, policy)["properties"] == {"allow": False}
+
+
+def test_identity_is_system_assigned_unless_a_user_assigned_one_is_asked_for(main: dict[str, Any]) -> None:
+    condition, user_assigned, system_assigned = conditional(config(main, "app")["identity"])
+
+    assert condition == "useUserAssignedIdentity"
+    assert main["parameters"]["useUserAssignedIdentity"]["default"] is False
+    assert user_assigned["type"] == "UserAssigned"
+    assert system_assigned == {"type": "SystemAssigned"}
+    condition, user_settings, none = conditional(main["variables"]["userIdentitySettings"]["value"])
+    assert user_settings["AZURE_CLIENT_ID"] == "identityClientId"
+    assert none == {}
+
+
+def test_storage_takes_no_account_keys_and_the_host_uses_the_identity(main: dict[str, Any]) -> None:
+    storage = config(main, "storage")["properties"]
+    host = main["variables"]["hostSettings"]["value"]
+
+    assert storage["allowSharedKeyAccess"] is False
+    assert storage["allowBlobPublicAccess"] is False
+    assert storage["minimumTlsVersion"] == "TLS1_2"
+    assert host["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert "AzureWebJobsStorage" not in host
+    deployment = config(main, "app")["properties"]["functionAppConfig"]["deployment"]["storage"]
+    _, by_user_identity, by_system_identity = conditional(deployment["authentication"])
+    assert by_system_identity == {"type": "SystemAssignedIdentity"}
+    assert by_user_identity["type"] == "UserAssignedIdentity"
+
+
+def test_identity_gets_only_blob_data_owner_on_storage_and_metrics_publisher(main: dict[str, Any]) -> None:
+    assignments = {
+        name: config(main, name)["properties"]
+        for name, resource in main["resources"].items()
+        if resource["type"] == "Microsoft.Authorization/roleAssignments"
+    }
+
+    assert {a["principalId"] for a in assignments.values()} == {"identityPrincipalId"}
+    assert main["variables"]["storageBlobDataOwner"]["value"] == "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+    assert main["variables"]["monitoringMetricsPublisher"]["value"] == "3913510d-42f4-4e42-8a64-420c390055eb"
+    assert len(assignments) == 2
+
+
+def test_application_insights_sits_on_log_analytics_with_entra_auth_only(main: dict[str, Any]) -> None:
+    insights = config(main, "insights")["properties"]
+
+    assert insights["WorkspaceResourceId"]["operator"]["operands"] == {"operand_1": "workspace", "operand_2": "id"}
+    assert insights["DisableLocalAuth"] is True
+    assert "APPLICATIONINSIGHTS_AUTHENTICATION_STRING" in main["variables"]["hostSettings"]["value"]
+
+
+def test_app_settings_default_to_every_15_minutes_and_delta_sync(main: dict[str, Any]) -> None:
+    sync = main["variables"]["syncSettings"]["value"]
+    params = main["parameters"]
+
+    assert sync == {
+        "SYNC_SCHEDULE": "syncSchedule",
+        "SYNC_TYPE": "syncType",
+        "EXCHANGE_CONNECTOR_IDS": "exchangeConnectorIds",
+        "GRAPH_ENDPOINT": "graphEndpoint",
+    }
+    assert params["syncSchedule"]["default"] == "0 */15 * * * *"
+    assert params["syncType"]["default"] == "deltaSync"
+    assert params["graphEndpoint"]["default"] == "https://graph.microsoft.com"
+    settings = config(main, "appSettings")["properties"]["function"]
+    assert settings["type"] == "union"
+    assert set(settings["parameters"].values()) == {"hostSettings", "syncSettings", "userIdentitySettings"}
+
+
+def test_graph_permission_is_granted_behind_a_parameter(main: dict[str, Any]) -> None:
+    module = main["modules"]["graphPermission"]
+
+    assert module["detail"]["path"] == "graph-permission.bicep"
+    assert module["config"]["condition"] == "grantGraphPermission"
+    assert module["config"]["config"]["params"] == {"principalId": "identityPrincipalId"}
+
+
+def test_graph_app_role_is_resolved_by_value_through_the_graph_extension(grant: dict[str, Any]) -> None:
+    graph = grant["resources"]["graph"]
+    assignment = grant["resources"]["grant"]
+    lookup = assignment["config"]["appRoleId"]["operator"]["operands"]["operand_1"]["operator"]["operands"]
+    role_filter = lookup["operand_1"]["function"]
+
+    assert "microsoftGraphV1" in grant["extensions"]
+    assert graph["type"] == "Microsoft.Graph/servicePrincipals"
+    assert graph["existing"] is True
+    assert graph["config"] == {"appId": "00000003-0000-0000-c000-000000000000"}
+    assert assignment["type"] == "Microsoft.Graph/appRoleAssignedTo"
+    assert assignment["config"]["principalId"] == "principalId"
+    assert role_filter["type"] == "filter"
+    assert role_filter["parameters"]["input_array"]["operator"]["operands"] == {
+        "operand_1": "graph",
+        "operand_2": "appRoles",
+    }
+    assert grant["parameters"]["appRole"]["default"] == ROLE_VALUE
+    guid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    code = "\n".join(
+        line for line in (INFRA / "graph-permission.bicep").read_text().splitlines() if "appId" not in line
+    )
+    assert not guid.search(code), "the app role id must be looked up, not hard-coded"
+
+
+def test_bicepconfig_declares_the_graph_extension() -> None:
+    extensions = json.loads((INFRA / "bicepconfig.json").read_text())["extensions"]
+
+    assert extensions["microsoftGraphV1"].startswith("br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:")
+
+
+def test_parameters_file_names_only_declared_parameters(main: dict[str, Any]) -> None:
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+
+    assert set(given) <= set(main["parameters"])
+    assert given["name"]["value"] == "${AZURE_ENV_NAME}"
+
+
+def test_azd_deploys_this_folder_to_the_tagged_function_app(main: dict[str, Any]) -> None:
+    azure_yaml = (INFRA.parent / "azure.yaml").read_text()
+    tags = config(main, "app")["tags"]["function"]["parameters"]["arg_2"]
+
+    assert re.search(r"services:\n  sync:\n    project: \.\n    language: python\n    host: function", azure_yaml)
+    assert "path: infra" in azure_yaml
+    assert tags == {"'azd-service-name'": "sync"}
+
+
+def test_outputs_give_the_principal_id_for_the_grant_command(main: dict[str, Any]) -> None:
+    assert {"functionAppName", "webhookUrl", "identityPrincipalId"} <= set(main["outputs"])
