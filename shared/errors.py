@@ -113,3 +113,10 @@ class InvalidRequest(SyncAppError):
         self.message = message
         self.status = status
         self.allowed = allowed
+
+
+class InvalidSignature(InvalidRequest):
+    """The webhook's HMAC signature is missing or does not match the body."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("X-Hub-Signature-256", message, status=401)

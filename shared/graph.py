@@ -147,7 +147,7 @@ class GraphClient:
             if response is not None and not retry.is_retry(
                 method, response.status_code, "Retry-After" in response.headers
             ):
-                return _result(response, client_request_id)
+                return _result(response, client_request_id, self._token_context())
             try:
                 retry = retry.increment(method, url, response=response.raw if response else None, error=failure)
             except MaxRetryError:
@@ -171,6 +171,10 @@ class GraphClient:
                 _request_id(response),
             )
             time.sleep(wait)
+
+    def _token_context(self) -> str:
+        """Said with a 401, so the administrator sees which audience and identity Graph refused."""
+        return f" (the token was for audience {self.settings.endpoint}, from {self.settings.identity_description})"
 
     def _send(
         self,
@@ -277,9 +281,9 @@ def _retry_after(response: requests.Response | None) -> float | None:
         return None
 
 
-def _result(response: requests.Response, client_request_id: str) -> GraphResponse:
+def _result(response: requests.Response, client_request_id: str, token_context: str) -> GraphResponse:
     if not 200 <= response.status_code < 300:
-        raise _error_from_response(response, client_request_id)
+        raise _error_from_response(response, client_request_id, token_context if response.status_code == 401 else "")
     body = None
     if response.content:
         try:
@@ -306,7 +310,7 @@ def _final_error(
     return GraphUnreachable(f"Graph could not be reached: {kind} (gave up {why})", client_request_id=client_request_id)
 
 
-def _error_from_response(response: requests.Response, client_request_id: str, gave_up: str = "") -> GraphError:
+def _error_from_response(response: requests.Response, client_request_id: str, suffix: str = "") -> GraphError:
     """Graph's error body: ``{"error": {"code", "message", "innerError": {"request-id", ...}}}``.
 
     https://learn.microsoft.com/graph/errors
@@ -334,9 +338,9 @@ def _error_from_response(response: requests.Response, client_request_id: str, ga
     if status in THROTTLE_STATUSES:
         seconds = _retry_after(response)
         retry_after = max(1, round(seconds)) if seconds is not None else DEFAULT_THROTTLE_WAIT
-        return GraphThrottled(f"{text}{gave_up}", retry_after=retry_after, **details)
+        return GraphThrottled(f"{text}{suffix}", retry_after=retry_after, **details)
     error_class = {401: GraphUnauthorized, 403: GraphForbidden, 404: GraphNotFound}.get(status, GraphError)
-    return error_class(f"{text}{gave_up}", **details)
+    return error_class(f"{text}{suffix}", **details)
 
 
 def _str_or_none(value: object) -> str | None:

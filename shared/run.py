@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from shared import connectors
+from shared.coalescing import Deferred, SyncGate
 from shared.errors import (
     GraphError,
     GraphForbidden,
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 Outcome = Literal["accepted", "failed", "skipped"]
 # After these, every further call would fail the same way or add to the throttling: stop sending.
 RUN_STOPPING = (GraphThrottled, IdentityUnavailable, TimeBudgetExhausted)
+# Per process: requests for a sync already in flight join it; SYNC_MIN_INTERVAL_SECONDS paces each connector.
+_GATE: SyncGate[ConnectorResult] = SyncGate()
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class ConnectorResult:
     graph_status: int | None = None
     request_id: str | None = None
     client_request_id: str | None = None
+    coalesced: bool = False
+    next_allowed: str | None = None
+    reason: str | None = None
     error: SyncAppError | None = field(default=None, compare=False)
 
     @property
@@ -60,12 +66,14 @@ class ConnectorResult:
             "errorCode": self.error_code,
             "message": self.message,
             "durationMs": self.duration_ms,
+            "coalesced": self.coalesced,
+            "nextAllowedAt": self.next_allowed,
         }
 
     @property
     def message(self) -> str | None:
         if self.error is None:
-            return None
+            return self.reason
         if self.outcome == "skipped":
             return f"not attempted: an earlier call stopped the run ({type(self.error).__name__})"
         return str(self.error)
@@ -82,7 +90,8 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return all(r.outcome == "accepted" for r in self.results)
+        """Nothing failed: every connector was accepted, or deliberately skipped (SYNC_MIN_INTERVAL_SECONDS)."""
+        return all(r.error is None for r in self.results)
 
     @property
     def errors(self) -> list[SyncAppError]:
@@ -146,7 +155,7 @@ def run_sync(settings: Settings, sync_type: SyncType, requested: Sequence[str] |
         if stopped_by is not None:
             results.append(ConnectorResult(connector_id, "skipped", 0, error=stopped_by))
         else:
-            results.append(_sync_one(graph, connector_id, sync_type, deadline))
+            results.append(_sync_gated(graph, settings, connector_id, sync_type, deadline))
             if isinstance(results[-1].error, RUN_STOPPING):
                 stopped_by = results[-1].error
         _log_result(results[-1])
@@ -171,6 +180,26 @@ def scheduled_sync(*, past_due: bool) -> SyncReport:
         advice = {text for text in map(remedy, report.errors) if text}
         raise SyncFailed(" ".join([report.summary(), *sorted(advice)]))
     return report
+
+
+def _sync_gated(
+    graph: GraphClient, settings: Settings, connector_id: str, sync_type: SyncType, deadline: Deadline
+) -> ConnectorResult:
+    decision = _GATE.submit(
+        (settings.graph.endpoint, connector_id),
+        sync_type,
+        lambda: _sync_one(graph, connector_id, sync_type, deadline),
+        accepted=lambda result: result.outcome == "accepted",
+        min_interval=settings.min_interval,
+    )
+    if isinstance(decision, Deferred):
+        at = decision.next_allowed.isoformat(timespec="seconds")
+        reason = (
+            f"this instance synced it less than {settings.min_interval:g} s ago (SYNC_MIN_INTERVAL_SECONDS); "
+            f"the next sync is allowed at {at}"
+        )
+        return ConnectorResult(connector_id, "skipped", 0, next_allowed=at, reason=reason)
+    return replace(decision.result, coalesced=True) if decision.joined else decision.result
 
 
 def _sync_one(graph: GraphClient, connector_id: str, sync_type: SyncType, deadline: Deadline) -> ConnectorResult:

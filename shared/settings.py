@@ -6,7 +6,7 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
@@ -26,6 +26,8 @@ class Settings:
     connector_ids: tuple[str, ...]
     sync_type: SyncType
     graph: GraphSettings
+    min_interval: float = 0
+    webhook_secret: str | None = field(default=None, repr=False)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -42,6 +44,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_retries=int(_number(env, "GRAPH_MAX_RETRIES", default=4, low=0, high=10, whole=True)),
             backoff=_number(env, "GRAPH_RETRY_BACKOFF_SECONDS", default=1, low=0, high=30),
         ),
+        min_interval=_number(env, "SYNC_MIN_INTERVAL_SECONDS", default=0, low=0, high=86400),
+        webhook_secret=env.get("WEBHOOK_HMAC_SECRET") or None,
     )
 
 

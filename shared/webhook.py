@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -14,6 +17,7 @@ from shared.errors import (
     GraphNotFound,
     InvalidConnectorId,
     InvalidRequest,
+    InvalidSignature,
     SyncAppError,
     UnknownConnector,
 )
@@ -23,6 +27,7 @@ from shared.settings import SYNC_TYPES, Settings, SyncType, is_sync_type, load_s
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+SIGNATURE_HEADER = "X-Hub-Signature-256"
 MAX_REQUESTED_IDS = 100
 RECOGNISED_FIELDS = ("syncType", "connectorIds")
 
@@ -44,19 +49,41 @@ class SyncRequest:
     ignored_fields: tuple[str, ...]
 
 
-def handle(method: str, body: bytes, params: Mapping[str, str]) -> WebhookAnswer:
-    """Answer one webhook call; every expected failure becomes a 4xx/5xx JSON answer, never an exception."""
+def handle(method: str, body: bytes, params: Mapping[str, str], headers: Mapping[str, str]) -> WebhookAnswer:
+    """Answer one webhook call; every expected failure becomes a 4xx/5xx JSON answer, never an exception.
+
+    Order matters: nothing of the body is parsed before its size and its signature are checked.
+    """
     try:
+        if method.upper() not in ("GET", "POST"):
+            raise InvalidRequest("method", "use GET or POST", status=405)
+        if len(body) > MAX_BODY_BYTES:
+            raise InvalidRequest("body", f"is larger than {MAX_BODY_BYTES // 1024} KiB", status=413)
+        settings = load_settings()
+        verify_signature(settings.webhook_secret, headers, body)
         if method.upper() == "GET":
-            return _state(_requested_ids(None, params))
-        if method.upper() == "POST":
-            return _sync(parse_sync_request(body, params))
-        return _error_answer(InvalidRequest("method", "use GET or POST", status=405))
+            return _state(settings, _requested_ids(None, params))
+        return _sync(settings, parse_sync_request(body, params))
     except SyncAppError as exc:
         return _error_answer(exc)
     except Exception:  # the last line of defence: log it for us, answer without internals
         log.exception("Unexpected failure in the sync webhook")
         return WebhookAnswer(500, {"error": {"code": "internalError", "message": "Unexpected failure; see logs."}})
+
+
+def verify_signature(secret: str | None, headers: Mapping[str, str], body: bytes) -> None:
+    """With ``WEBHOOK_HMAC_SECRET`` set, the body must come with ``X-Hub-Signature-256: sha256=<hex>``, the
+    HMAC-SHA256 of the raw body (GitHub's scheme, which many senders share). Compared in constant time."""
+    if secret is None:
+        return
+    provided = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), None)
+    if not provided:
+        log.warning("Webhook request refused: no %s header", SIGNATURE_HEADER)
+        raise InvalidSignature("is missing: sign the raw body with WEBHOOK_HMAC_SECRET (sha256=<hex HMAC-SHA256>)")
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), provided.strip().lower().encode("utf-8", "replace")):
+        log.warning("Webhook request refused: %s does not match the body", SIGNATURE_HEADER)
+        raise InvalidSignature("does not match the body")
 
 
 def parse_sync_request(body: bytes, params: Mapping[str, str]) -> SyncRequest:
@@ -79,8 +106,6 @@ def parse_sync_request(body: bytes, params: Mapping[str, str]) -> SyncRequest:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    if len(body) > MAX_BODY_BYTES:
-        raise InvalidRequest("body", f"is larger than {MAX_BODY_BYTES // 1024} KiB", status=413)
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -88,14 +113,29 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not text.strip():
         return {}
     try:
-        payload = json.loads(text)
+        payload = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+        # A lone surrogate escape (\ud800) parses, but is no character: it cannot even be written out again.
+        json.dumps(payload, ensure_ascii=False).encode()
     except RecursionError:
         raise InvalidRequest("body", "is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+    except UnicodeEncodeError:
+        raise InvalidRequest("body", "contains a lone surrogate escape, which is not a character") from None
+    except ValueError as exc:  # JSONDecodeError, integers too long to convert, numbers out of range
         raise InvalidRequest("body", f"is not valid JSON ({exc})") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("body", f"must be a JSON object, not {type(payload).__name__}")
     return payload
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _requested_ids(payload: dict[str, Any] | None, params: Mapping[str, str]) -> tuple[str, ...] | None:
@@ -133,8 +173,7 @@ def _validated_ids(field_name: str, values: list[object]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
-def _sync(request: SyncRequest) -> WebhookAnswer:
-    settings = load_settings()
+def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
     sync_type = request.sync_type or settings.sync_type
     report = run.run_sync(settings, sync_type, request.connector_ids)
     body: dict[str, Any] = {
@@ -154,9 +193,8 @@ def _sync(request: SyncRequest) -> WebhookAnswer:
     return _error_answer(_worst(report.errors), body)
 
 
-def _state(requested: tuple[str, ...] | None) -> WebhookAnswer:
+def _state(settings: Settings, requested: tuple[str, ...] | None) -> WebhookAnswer:
     """The connectors' current state: read-only, one paged list call."""
-    settings = load_settings()
     graph = client_for(settings.graph)
     found = {c.id: c for c in connectors.list_connectors(graph, Deadline(settings.graph.time_budget))}
     unknown = [i for i in requested or () if i not in found or not _is_target(i, settings)]

@@ -6,7 +6,7 @@ from shared import webhook
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    answer = webhook.handle(req.method, req.get_body(), req.params)
+    answer = webhook.handle(req.method, req.get_body(), req.params, req.headers)
     return func.HttpResponse(
         answer.json(), status_code=answer.status, headers=answer.headers, mimetype="application/json"
     )

@@ -26,6 +26,8 @@ APP_SETTINGS = (
     "GRAPH_TIME_BUDGET_SECONDS",
     "GRAPH_MAX_RETRIES",
     "GRAPH_RETRY_BACKOFF_SECONDS",
+    "SYNC_MIN_INTERVAL_SECONDS",
+    "WEBHOOK_HMAC_SECRET",
     "IDENTITY_ENDPOINT",
     "IDENTITY_HEADER",
     "IDENTITY_SERVER_THUMBPRINT",
@@ -67,7 +69,10 @@ def app_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
 
 
 def call_webhook(
-    method: str = "POST", body: bytes | str | dict[str, Any] | None = None, params: dict[str, str] | None = None
+    method: str = "POST",
+    body: bytes | str | dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
     """Invoke ``sync_http.main`` as the Functions host does, with a function key in the query."""
     if isinstance(body, dict):
@@ -77,7 +82,7 @@ def call_webhook(
     request = func.HttpRequest(
         method=method,
         url="https://intune-sync.azurewebsites.net/api/sync",
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **(headers or {})},
         params={"code": "function-key-secret", **(params or {})},
         body=body or b"",
     )

@@ -144,6 +144,8 @@ class Emulator:
         self.tokens: list[IssuedToken] = []
         self.connections = 0
         self.assignments: list[dict[str, str]] = []
+        self.syncs_in_flight: dict[str, int] = {}
+        self.most_syncs_in_flight: dict[str, int] = {}
         self.principals = {IDENTITY_OBJECT_ID}
         self._faults: dict[str, list[Fault]] = {}
         self._lock = threading.Lock()
@@ -200,6 +202,13 @@ class Emulator:
             if spoilt.times <= 0:
                 queue.pop(0)
             return spoilt
+
+    def _count_sync(self, connector_id: str, change: int) -> None:
+        """How many syncs of one connector Graph is handling at once: what coalescing keeps at 1."""
+        with self._lock:
+            now = self.syncs_in_flight.get(connector_id, 0) + change
+            self.syncs_in_flight[connector_id] = now
+            self.most_syncs_in_flight[connector_id] = max(now, self.most_syncs_in_flight.get(connector_id, 0))
 
     def _record(self, received: Received) -> None:
         with self._lock:
@@ -314,15 +323,24 @@ class _Handler(BaseHTTPRequestHandler):
                 at=time.monotonic(),
             )
         )
-        spoilt = emulator._next_fault(route)
+        if route == "sync" and connector_id:
+            emulator._count_sync(connector_id, +1)
+        try:
+            self._answer(route, connector_id, parts.path, parts.query, body)
+        finally:
+            if route == "sync" and connector_id:
+                emulator._count_sync(connector_id, -1)
+
+    def _answer(self, route: str, connector_id: str | None, path: str, query: str, body: bytes) -> None:
+        spoilt = self.server.emulator._next_fault(route)
         if spoilt is not None and self._apply(spoilt):
             return
         if route == "identity":
-            self._identity(parts.query)
+            self._identity(query)
         elif route == "unknown":
-            self._graph_error(404, "ResourceNotFound", f"Resource not found for the segment '{parts.path}'.")
+            self._graph_error(404, "ResourceNotFound", f"Resource not found for the segment '{path}'.")
         elif self._authorised(route):
-            getattr(self, f"_{route}")(connector_id, parse_qs(parts.query), body)
+            getattr(self, f"_{route}")(connector_id, parse_qs(query), body)
 
     def _apply(self, spoilt: Fault) -> bool:
         """Carry out a fault; True when it has answered (or hung up) instead of the route."""

@@ -233,3 +233,15 @@ def test_listed_connector_with_an_unsafe_id_is_skipped_not_used(app_env: Emulato
     assert answer.status == 202
     assert len(app_env.calls("sync")) == 2
     assert all("users" not in r.path for r in app_env.calls("sync"))
+
+
+def test_unauthorized_names_the_token_audience_and_the_identity(configured: Emulator) -> None:
+    configured.fault("sync", status=401, code="InvalidAuthenticationToken", message="Access token has expired.")
+
+    answer = call_webhook(body=ONE)
+
+    message = answer.json["connectors"][0]["message"]
+    assert answer.status == 502
+    assert f"the token was for audience {configured.url}" in message
+    assert "from the system-assigned managed identity" in message
+    assert len(configured.calls("sync")) == 1

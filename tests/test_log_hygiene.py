@@ -1,8 +1,10 @@
-"""No token, identity header or function key in any log line or answer, even with every logger at DEBUG;
-and no stack trace at the level the app runs at (INFO)."""
+"""No token, identity header, function key or HMAC secret in any log line or answer, across the whole fault
+matrix with every logger at DEBUG (ours, azure, urllib3); and no stack trace at the level the app runs at."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Callable
 
@@ -12,16 +14,31 @@ from shared.errors import SyncAppError
 from tests.conftest import call_webhook, closed_port_url, fire_timer
 from tests.emulator import READ_ROLE, Emulator
 
-SCENARIOS: dict[str, Callable[[Emulator, pytest.MonkeyPatch], None]] = {
+SECRET = "hmac-secret-7b1c9e2d4f"
+FUNCTION_KEY = "function-key-secret"
+LOGGERS = ("", "shared", "azure", "azure.identity", "azure.core.pipeline.policies.http_logging_policy", "urllib3")
+
+SCENARIOS: dict[str, Callable[[Emulator, pytest.MonkeyPatch], object]] = {
     "accepted": lambda emu, mp: None,
     "forbidden": lambda emu, mp: setattr(emu, "roles", (READ_ROLE,)),
     "throttled then accepted": lambda emu, mp: emu.fault("sync", status=429, headers={"Retry-After": "0"}),
+    "throttled past the budget": lambda emu, mp: emu.fault("sync", status=429, headers={"Retry-After": "900"}),
+    "503 without retry-after": lambda emu, mp: emu.fault("sync", status=503, times=2),
     "unauthorized": lambda emu, mp: emu.fault("sync", status=401, code="InvalidAuthenticationToken"),
     "dropped": lambda emu, mp: emu.fault("sync", drop=True),
+    "dropped mid-answer": lambda emu, mp: emu.fault("list", drop_midway=True),
+    "malformed list": lambda emu, mp: emu.fault("list", body=b'{"value": 7}'),
+    "slow graph": lambda emu, mp: (mp.setenv("GRAPH_TIMEOUT_SECONDS", "1"), emu.fault("sync", delay=1.2)),
     "identity refused": lambda emu, mp: mp.setenv("IDENTITY_HEADER", "wrong-header"),
     "identity down": lambda emu, mp: mp.setenv("IDENTITY_ENDPOINT", closed_port_url()),
     "identity garbage": lambda emu, mp: emu.fault("identity", body=b"[]", times=10),
+    "identity slow": lambda emu, mp: (mp.setenv("GRAPH_TIMEOUT_SECONDS", "1"), emu.fault("identity", delay=1.2)),
+    "bad signature": lambda emu, mp: None,
 }
+
+
+def signed(body: bytes) -> dict[str, str]:
+    return {"X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()}
 
 
 @pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO], ids=["DEBUG", "INFO"])
@@ -29,17 +46,24 @@ SCENARIOS: dict[str, Callable[[Emulator, pytest.MonkeyPatch], None]] = {
 def test_no_secret_reaches_a_log_or_an_answer(
     app_env: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, scenario: str, level: int
 ) -> None:
-    for logger in ("", "azure.identity", "azure.core.pipeline.policies.http_logging_policy"):
+    for logger in LOGGERS:
         caplog.set_level(level, logger=logger)
-    secrets = [app_env.identity_header, "function-key-secret"]
+    monkeypatch.setenv("WEBHOOK_HMAC_SECRET", SECRET)
     SCENARIOS[scenario](app_env, monkeypatch)
+    body = b'{"syncType": "deltaSync"}'
+    post_headers = {"X-Hub-Signature-256": "sha256=00"} if scenario == "bad signature" else signed(body)
+    function_key = {"x-functions-key": FUNCTION_KEY}
 
-    answers = [call_webhook().text, call_webhook("GET").text]
+    answers = [
+        call_webhook(body=body, headers={**post_headers, **function_key}).text,
+        call_webhook("GET", headers={**signed(b""), **function_key}).text,
+    ]
     try:
         fire_timer()
     except SyncAppError as failed:
         answers.append(str(failed))
 
+    secrets = [SECRET, FUNCTION_KEY, app_env.identity_header]
     secrets += [token.value for token in app_env.tokens]
     secrets += [token.value.rsplit(".", 1)[-1] for token in app_env.tokens]  # the signature alone
     seen = caplog.text + "".join(answers)

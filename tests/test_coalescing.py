@@ -1,0 +1,122 @@
+"""Within an instance: concurrent identical syncs are joined; SYNC_MIN_INTERVAL_SECONDS paces each connector."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.conftest import Answer, call_webhook, fire_timer
+from tests.emulator import Emulator
+
+A = "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"
+B = "0b9a2f51-7c1e-4a8e-b7c4-5d2f3e9a8c02"
+
+
+def concurrently(bodies: list[dict]) -> list[Answer]:
+    """Start the first request, then the others while it is still in flight."""
+    answers: list[Answer | None] = [None] * len(bodies)
+
+    def post(index: int) -> None:
+        answers[index] = call_webhook(body=bodies[index])
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
+    threads[0].start()
+    time.sleep(0.2)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert all(a is not None for a in answers)
+    return answers  # type: ignore[return-value]
+
+
+def test_requests_arriving_during_a_sync_join_it_and_share_its_result(app_env: Emulator) -> None:
+    app_env.fault("sync", delay=0.6)
+
+    answers = concurrently([{"connectorIds": [A]}] * 5)
+
+    assert [a.status for a in answers] == [202] * 5
+    assert len(app_env.calls("sync")) == 1
+    results = [a.json["connectors"][0] for a in answers]
+    assert len({r["requestId"] for r in results}) == 1
+    assert [r["coalesced"] for r in results] == [False, True, True, True, True]
+    assert app_env.most_syncs_in_flight == {A: 1}
+
+
+def test_different_sync_types_are_not_joined(app_env: Emulator) -> None:
+    app_env.fault("sync", delay=0.6)
+
+    concurrently([{"connectorIds": [A], "syncType": "deltaSync"}, {"connectorIds": [A], "syncType": "fullSync"}])
+
+    assert sorted(r.json()["syncType"] for r in app_env.calls("sync")) == ["deltaSync", "fullSync"]
+
+
+def test_joined_requests_share_a_failure_too(app_env: Emulator) -> None:
+    app_env.fault("sync", status=500, delay=0.6)
+
+    answers = concurrently([{"connectorIds": [A]}] * 3)
+
+    assert [a.status for a in answers] == [502] * 3
+    assert len(app_env.calls("sync")) == 1
+
+
+def test_repeat_sync_within_the_minimum_interval_is_skipped_with_when_it_is_allowed(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNC_MIN_INTERVAL_SECONDS", "60")
+    call_webhook(body={"connectorIds": [A]})
+
+    answer = call_webhook(body={"connectorIds": [A]})
+
+    result = answer.json["connectors"][0]
+    assert answer.status == 202
+    assert result["outcome"] == "skipped"
+    assert "SYNC_MIN_INTERVAL_SECONDS" in result["message"]
+    allowed = datetime.fromisoformat(result["nextAllowedAt"])
+    expected = datetime.now(timezone.utc) + timedelta(seconds=60)
+    assert abs((allowed - expected).total_seconds()) < 5
+    assert len(app_env.calls("sync")) == 1
+
+
+def test_minimum_interval_is_per_connector(app_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_MIN_INTERVAL_SECONDS", "60")
+    call_webhook(body={"connectorIds": [A]})
+
+    answer = call_webhook()
+
+    assert [c["outcome"] for c in answer.json["connectors"]] == ["skipped", "accepted"]
+
+
+def test_a_failed_sync_does_not_start_the_interval(app_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_MIN_INTERVAL_SECONDS", "60")
+    app_env.fault("sync", status=500)
+    call_webhook(body={"connectorIds": [A]})
+
+    answer = call_webhook(body={"connectorIds": [A]})
+
+    assert answer.json["connectors"][0]["outcome"] == "accepted"
+    assert len(app_env.calls("sync")) == 2
+
+
+def test_interval_is_off_by_default(app_env: Emulator) -> None:
+    call_webhook(body={"connectorIds": [A]})
+    call_webhook(body={"connectorIds": [A]})
+
+    assert len(app_env.calls("sync")) == 2
+
+
+def test_timer_paced_by_the_interval_does_not_fail(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SYNC_MIN_INTERVAL_SECONDS", "60")
+    call_webhook()
+    caplog.set_level(logging.INFO, logger="shared")
+
+    fire_timer()
+
+    assert "0 accepted, 0 failed, 2 skipped" in caplog.text
+    assert len(app_env.calls("sync")) == 2
