@@ -20,7 +20,6 @@ import sys
 import threading
 import urllib.request
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
@@ -29,44 +28,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.emulator import Emulator, connector, sample_connectors  # noqa: E402
+from tests.functions_host.frontend import FrontEnd  # noqa: E402
 from tests.functions_host.host import FunctionsHost, Invocation  # noqa: E402
 
 
-class LocalHost:
-    """Routes HTTP calls to the worker the way the Functions host does, and reports each invocation."""
+class Reporter:
+    """Prints each invocation's log lines and, with the emulator, what Graph received because of it."""
 
-    def __init__(self, host: FunctionsHost, emulator: Emulator | None, port: int) -> None:
-        self.host = host
+    def __init__(self, emulator: Emulator | None) -> None:
         self.emulator = emulator
-        self.port = port
         self.seen = 0
-        self.routes: dict[str, tuple[str, list[str]]] = {}
-        for name, loaded in host.loaded.items():
-            trigger = loaded.trigger
-            if trigger.get("type") == "httpTrigger":
-                self.routes[f"/api/{trigger.get('route', name)}"] = (name, [m.upper() for m in trigger["methods"]])
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        route = path.split("?", 1)[0]
-        if route.startswith("/admin/functions/") and method == "POST":
-            name = route.rsplit("/", 1)[-1]
-            if name not in self.host.loaded:
-                return 404, {}, b""
-            self.report(f"{name} (fired by hand)", self.host.invoke_timer(name))
-            return 202, {}, b""
-        if route not in self.routes:
-            return 404, {}, b""
-        name, methods = self.routes[route]
-        if method not in methods:
-            return 405, {"Allow": ", ".join(methods)}, b""
-        url = f"http://localhost:{self.port}{path}"
-        invocation = self.host.invoke_http(name, method, url, headers=headers, body=body)
-        self.report(f"{method} {route}", invocation)
-        if invocation.http is None:
-            return 500, {"Content-Type": "text/plain"}, (invocation.error or "no HTTP answer").encode()
-        return invocation.http.status, invocation.http.headers, invocation.http.body
-
-    def report(self, what: str, invocation: Invocation) -> None:
+    def __call__(self, what: str, invocation: Invocation) -> None:
         outcome = "succeeded" if invocation.succeeded else f"FAILED: {invocation.error}"
         print(f"\n== {what}: {outcome}")
         for line in invocation.logs:
@@ -81,29 +54,6 @@ class LocalHost:
                 query = "&".join(f"{k}={v[0]}" for k, v in call.query.items() if k != "resource")
                 print(f"    {call.route:<8} {call.method} {call.path}{'?' + query if query else ''}{body}")
         sys.stdout.flush()
-
-
-def serve(local: LocalHost) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def _any(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, headers, answer = local.handle(self.command, self.path, dict(self.headers.items()), body)
-            self.send_response(status)
-            for name, value in headers.items():
-                if name.lower() not in ("content-length", "transfer-encoding"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        do_GET = do_POST = _any
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: each invocation is reported by LocalHost."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", local.port), Handler)
-    server.daemon_threads = True
-    return server
 
 
 def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> None:
@@ -153,8 +103,7 @@ def main() -> int:
             print(f"Loaded {name} in the Python worker: {'ok' if result.succeeded else result.error}")
         if not all(result.succeeded for result in host.loaded.values()):
             return 1
-        local = LocalHost(host, emulator, args.port)
-        server = serve(local)
+        server = FrontEnd(host, args.port, Reporter(emulator)).serve()
         print(f"Serving http://localhost:{args.port}/api/sync (fire the timer: POST /admin/functions/sync_timer)")
         if args.once:
             threading.Thread(target=server.serve_forever, daemon=True).start()

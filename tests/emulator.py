@@ -133,16 +133,19 @@ class Emulator:
         page_size: int = 100,
         roles: tuple[str, ...] = (READ_WRITE_ROLE,),
         token_lifetime: int = 3600,
+        latency: float = 0.0,
         port: int = 0,
     ) -> None:
         self.connectors = {c["id"]: c for c in (sample_connectors() if connectors is None else connectors)}
         self.page_size = page_size
         self.roles = roles
         self.token_lifetime = token_lifetime
+        self.latency = latency
         self.identity_header = secrets.token_urlsafe(24)
         self.received: list[Received] = []
         self.tokens: list[IssuedToken] = []
         self.connections = 0
+        self.graph_connections = 0
         self.assignments: list[dict[str, str]] = []
         self.syncs_in_flight: dict[str, int] = {}
         self.most_syncs_in_flight: dict[str, int] = {}
@@ -332,7 +335,14 @@ class _Handler(BaseHTTPRequestHandler):
                 emulator._count_sync(connector_id, -1)
 
     def _answer(self, route: str, connector_id: str | None, path: str, query: str, body: bytes) -> None:
-        spoilt = self.server.emulator._next_fault(route)
+        emulator = self.server.emulator
+        if route != "identity":
+            if not getattr(self, "_graph_connection", False):
+                self._graph_connection = True
+                with emulator._lock:
+                    emulator.graph_connections += 1
+            time.sleep(emulator.latency)  # Graph's own processing time, so overlapping calls can be seen
+        spoilt = emulator._next_fault(route)
         if spoilt is not None and self._apply(spoilt):
             return
         if route == "identity":
