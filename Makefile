@@ -7,10 +7,11 @@ PYTHON313 ?= $(or $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/d
 VENV ?= .venv
 VENV313 ?= .venv313
 VENVCHECKOV ?= .venv-checkov
+VENVBENCH ?= .venv-bench
 BIN := $(VENV)/bin
 BIN313 := $(VENV313)/bin
 
-.PHONY: test lint checkov demo serve emulator clean
+.PHONY: test lint checkov demo serve emulator benchmark load-test clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +50,21 @@ demo: $(BIN313)/.installed
 serve: $(BIN313)/.installed
 	$(BIN313)/python scripts/local_host.py
 
+# Not part of `make test`: each writes its figures into the README (see its "Performance" section).
+$(VENVBENCH)/bin/.installed: requirements.txt requirements-dev.txt benchmarks/requirements.txt
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or set PYTHON313=/path/to/python3.13"; exit 1; }
+	$(PYTHON313) -m venv $(VENVBENCH)
+	$(VENVBENCH)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
+	touch $@
+
+benchmark: $(VENVBENCH)/bin/.installed
+	$(VENVBENCH)/bin/python benchmarks/benchmark.py --write-readme
+
+load-test: $(BIN313)/.installed
+	$(BIN313)/python benchmarks/load_test.py --write-readme
+
 emulator: $(BIN)/.installed
 	$(BIN)/python -m tests.emulator
 
 clean:
-	rm -rf $(VENV) $(VENV313) $(VENVCHECKOV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) $(VENVCHECKOV) $(VENVBENCH) .pytest_cache .ruff_cache

@@ -17,6 +17,8 @@ from shared.graph import Deadline, GraphClient, GraphResponse
 log = logging.getLogger(__name__)
 
 CONNECTORS_PATH = "/v1.0/deviceManagement/exchangeConnectors"
+# The least-privileged Graph application permission for the sync action (list and get need only Read.All).
+PERMISSION = "DeviceManagementServiceConfig.ReadWrite.All"
 # Graph only says the id is a string; real ids are GUIDs. Anything outside this alphabet could steer
 # the URL (``/``, ``.``, ``%``, ``?``, ``#``), so it never reaches one.
 CONNECTOR_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from shared.connectors import PERMISSION
 from shared.errors import GraphError, GraphProtocolError
 from shared.graph import Deadline, GraphClient
 
-PERMISSION = "DeviceManagementServiceConfig.ReadWrite.All"
+__all__ = ["PERMISSION", "GrantResult", "grant_app_role", "graph_service_principal", "token_claims"]
+
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
 

@@ -23,7 +23,6 @@ from shared.errors import (
     UnknownConnector,
 )
 from shared.graph import Deadline, GraphClient, client_for
-from shared.permissions import PERMISSION
 from shared.settings import Settings, SyncType, load_settings
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ def remedy(error: SyncAppError) -> str | None:
     """What an administrator should do about ``error``, in one sentence."""
     if isinstance(error, GraphForbidden):
         return (
-            f"Graph refused the call: grant the Microsoft Graph application permission {PERMISSION} to the "
+            f"Graph refused the call: grant the Microsoft Graph application permission {connectors.PERMISSION} to the "
             "Function App's managed identity (README, 'Grant the Graph permission'), and check that the tenant "
             "has an active Intune licence. A new grant can take up to 24 hours to reach the identity's tokens."
         )

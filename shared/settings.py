@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
@@ -30,8 +31,31 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
 
 
+# Every name load_settings reads: the environment is read on every call, parsed only when these values change.
+SETTING_NAMES = (
+    "EXCHANGE_CONNECTOR_IDS",
+    "SYNC_TYPE",
+    "GRAPH_ENDPOINT",
+    "AZURE_CLIENT_ID",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "GRAPH_TIMEOUT_SECONDS",
+    "GRAPH_TIME_BUDGET_SECONDS",
+    "GRAPH_MAX_RETRIES",
+    "GRAPH_RETRY_BACKOFF_SECONDS",
+    "SYNC_MIN_INTERVAL_SECONDS",
+    "WEBHOOK_HMAC_SECRET",
+)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
+    return _parse(tuple(env.get(name, "") for name in SETTING_NAMES))
+
+
+@lru_cache(maxsize=8)
+def _parse(values: tuple[str, ...]) -> Settings:
+    env = dict(zip(SETTING_NAMES, values, strict=True))
     return Settings(
         connector_ids=_connector_ids(env.get("EXCHANGE_CONNECTOR_IDS", "")),
         sync_type=_sync_type(env.get("SYNC_TYPE", "").strip() or "deltaSync"),

@@ -39,6 +39,7 @@ READ_ROLE = "DeviceManagementServiceConfig.Read.All"
 CONNECTORS_PATH = "/v1.0/deviceManagement/exchangeConnectors"
 SERVICE_PRINCIPALS_PATH = "/v1.0/servicePrincipals"
 IDENTITY_PATH = "/msi/token"
+STATS_PATH = "/_emulator/stats"
 SYSTEM_ASSIGNED_CLIENT_ID = "5f0d7c2e-1b3a-4c8e-9d6f-0a1b2c3d4e5f"
 IDENTITY_OBJECT_ID = "3c2b1a09-8f7e-6d5c-4b3a-291807f6e5d4"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -192,9 +193,6 @@ class Emulator:
         with self._lock:
             return [r for r in self.received if route is None or r.route == route]
 
-    def graph_calls(self) -> list[Received]:
-        return [r for r in self.calls() if r.route != "identity"]
-
     def _next_fault(self, route: str) -> Fault | None:
         with self._lock:
             queue = self._faults.get(route)
@@ -205,6 +203,17 @@ class Emulator:
             if spoilt.times <= 0:
                 queue.pop(0)
             return spoilt
+
+    def stats(self) -> dict[str, int]:
+        """What a benchmark in another process needs: ``GET /_emulator/stats``."""
+        return {
+            "token_requests": len(self.calls("identity")),
+            "graph_calls": len(self.graph_calls()),
+            "graph_connections": self.graph_connections,
+        }
+
+    def graph_calls(self) -> list[Received]:
+        return [r for r in self.calls() if r.route not in ("identity", "stats")]
 
     def _count_sync(self, connector_id: str, change: int) -> None:
         """How many syncs of one connector Graph is handling at once: what coalescing keeps at 1."""
@@ -336,6 +345,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, route: str, connector_id: str | None, path: str, query: str, body: bytes) -> None:
         emulator = self.server.emulator
+        if route == "stats":
+            self._send_json(200, emulator.stats())
+            return
         if route != "identity":
             if not getattr(self, "_graph_connection", False):
                 self._graph_connection = True
@@ -540,6 +552,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 ROUTES = [
+    ("GET", re.compile(re.escape(STATS_PATH)), "stats"),
     ("GET", re.compile(re.escape(IDENTITY_PATH)), "identity"),
     ("GET", re.compile(re.escape(CONNECTORS_PATH)), "list"),
     ("GET", re.compile(rf"{re.escape(CONNECTORS_PATH)}/([^/]+)"), "get"),

@@ -95,6 +95,10 @@ class FunctionsHost:
         self._server: grpc.Server | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def worker_pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def __enter__(self) -> FunctionsHost:
         self.start()
         return self

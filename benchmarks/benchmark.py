@@ -1,0 +1,252 @@
+"""Benchmark (not part of the test suite): ``make benchmark``. Exit code 1 if a target is missed.
+
+1. Cold: fresh processes, each performing one webhook-triggered sync against the emulator, interleaved:
+   this app, msgraph-sdk (Microsoft's documented path), azure-identity + requests by hand, the standard
+   library alone (the floor of the protocol), and ``import azure.functions`` (what the worker already paid).
+2. Warm: 200 invocations in one process: token requests, Graph connections, Graph round trips per sync,
+   and the time per invocation against a raw ``requests.Session`` loop with a fixed token.
+3. Through the real worker: webhook requests/s and p50/p99 latency at concurrency 1 and 8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import azure.functions as func
+import requests
+from harness import ROOT, fire, free_port, machine, median, percentile, worker_stack, write_readme_block
+
+import sync_http
+from tests.emulator import Emulator, sample_connectors
+
+COLD = Path(__file__).resolve().parent / "cold"
+VARIANTS = {
+    "baseline": "`import azure.functions` (the worker's own start)",
+    "app": "this app (`sync_http.main`)",
+    "by_hand": "azure-identity + requests, by hand",
+    "msgraph_sdk": "msgraph-sdk `sync.post`",
+    "stdlib": "standard library only (urllib)",
+}
+CONNECTOR = sample_connectors()[0]["id"]
+TARGETS = {"cold vs by hand": 1.25, "cold vs msgraph-sdk": 0.45, "peak RSS vs by hand": 1.15, "warm vs raw loop": 1.2}
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    peak_mib: float
+
+
+def run_cold(name: str, env: dict[str, str]) -> Run:
+    """One fresh process; it reports its own peak RSS (see cold/run.py)."""
+    started = time.perf_counter()
+    child = subprocess.run(  # noqa: S603 - our own scripts
+        [sys.executable, str(COLD / "run.py"), name], env=env, capture_output=True, text=True, check=False
+    )
+    elapsed = time.perf_counter() - started
+    if child.returncode:
+        raise SystemExit(f"{name} failed: {child.stderr[-2000:]}")
+    return Run(elapsed, int(child.stdout.split()[-1]) / 1024)
+
+
+def cold(runs: int) -> dict[str, list[Run]]:
+    results: dict[str, list[Run]] = {name: [] for name in VARIANTS}
+    with Emulator() as emulator:
+        env = {
+            **os.environ,
+            "APP_ROOT": str(ROOT),
+            "GRAPH_ENDPOINT": emulator.url,
+            "IDENTITY_ENDPOINT": emulator.identity_endpoint,
+            "IDENTITY_HEADER": emulator.identity_header,
+            "EXCHANGE_CONNECTOR_IDS": CONNECTOR,
+            "CONNECTOR_ID": CONNECTOR,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        for name in VARIANTS:  # once each first, so every variant starts from compiled bytecode
+            run_cold(name, env)
+        for _ in range(runs):
+            order = list(VARIANTS)
+            random.shuffle(order)
+            for name in order:
+                results[name].append(run_cold(name, env))
+    return results
+
+
+@dataclass(frozen=True)
+class Warm:
+    invocations: int
+    tokens: int
+    graph_connections: int
+    round_trips_per_sync: float
+    app_ms: float
+    raw_ms: float
+
+
+@contextmanager
+def emulator_process() -> Iterator[dict[str, str]]:
+    """The emulator in a process of its own, as Graph is: the client's costs are not mixed with the server's."""
+    port = free_port()
+    server = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "tests.emulator", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    if server.stdout is None:
+        raise SystemExit("the emulator did not start")
+    settings = {}
+    for line in iter(server.stdout.readline, ""):
+        if line.startswith("Ctrl-C"):  # the emulator's last line of start-up
+            break
+        if "=" in line:
+            name, value = line.strip().split("=", 1)
+            settings[name] = value
+    try:
+        yield settings
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def warm(invocations: int, rounds: int = 9) -> Warm:
+    with emulator_process() as emulator:
+        os.environ.update(emulator, EXCHANGE_CONNECTOR_IDS=CONNECTOR, NO_PROXY="127.0.0.1,localhost")
+        endpoint = emulator["GRAPH_ENDPOINT"]
+        request = func.HttpRequest(method="POST", url="http://localhost/api/sync", headers={}, params={}, body=b"")
+        raw = requests.Session()
+        raw.trust_env = False
+
+        def app_block() -> float:
+            started = time.perf_counter()
+            for _ in range(invocations):
+                if sync_http.main(request).status_code != 202:
+                    raise SystemExit("the app's warm invocation failed")
+            return (time.perf_counter() - started) / invocations
+
+        app_times = [app_block()]
+        stats = raw.get(f"{endpoint}/_emulator/stats").json()
+        token = raw.get(
+            f"{emulator['IDENTITY_ENDPOINT']}?api-version=2019-08-01&resource={endpoint}",
+            headers={"X-IDENTITY-HEADER": emulator["IDENTITY_HEADER"]},
+        ).json()["access_token"]
+        sync_url = f"{endpoint}/v1.0/deviceManagement/exchangeConnectors/{CONNECTOR}/sync"
+
+        def raw_block() -> float:
+            started = time.perf_counter()
+            for _ in range(invocations):
+                raw.post(sync_url, json={"syncType": "deltaSync"}, headers={"Authorization": f"Bearer {token}"})
+            return (time.perf_counter() - started) / invocations
+
+        raw_times = [raw_block()]
+        for _ in range(rounds - 1):
+            app_times.append(app_block())
+            raw_times.append(raw_block())
+    return Warm(
+        invocations=invocations,
+        tokens=stats["token_requests"],
+        graph_connections=stats["graph_connections"],
+        round_trips_per_sync=stats["graph_calls"] / invocations,
+        app_ms=median(app_times) * 1000,
+        raw_ms=median(raw_times) * 1000,
+    )
+
+
+def through_worker(requests_per_level: int) -> dict[int, tuple[float, float, float]]:
+    """Concurrency -> (requests/s, p50 ms, p99 ms)."""
+    figures = {}
+    with worker_stack(EXCHANGE_CONNECTOR_IDS=CONNECTOR) as stack:
+        fire(stack.url, [b"{}"] * 20, 1)  # warm the worker: token, connection, imports
+        for concurrency in (1, 8):
+            started = time.perf_counter()
+            outcomes = fire(stack.url, [b"{}"] * requests_per_level, concurrency)
+            wall = time.perf_counter() - started
+            if any(o.status != 202 for o in outcomes):
+                raise SystemExit("a webhook request through the worker failed")
+            seconds = [o.seconds for o in outcomes]
+            figures[concurrency] = (
+                requests_per_level / wall,
+                median(seconds) * 1000,
+                percentile(seconds, 0.99) * 1000,
+            )
+    return figures
+
+
+def report(cold_runs: dict[str, list[Run]], runs: int, warm_figures: Warm, worker: dict) -> tuple[str, dict]:
+    wall = {name: median([r.seconds for r in rs]) * 1000 for name, rs in cold_runs.items()}
+    peak = {name: median([r.peak_mib for r in rs]) for name, rs in cold_runs.items()}
+    cost = {name: wall[name] - wall["baseline"] for name in VARIANTS}
+    ratios = {
+        "cold vs by hand": cost["app"] / cost["by_hand"],
+        "cold vs msgraph-sdk": cost["app"] / cost["msgraph_sdk"],
+        "peak RSS vs by hand": peak["app"] / peak["by_hand"],
+        "warm vs raw loop": warm_figures.app_ms / warm_figures.raw_ms,
+    }
+    lines = [
+        f"Measured on {machine()}, against the bundled emulator on loopback.",
+        "",
+        f"**Cold**: one webhook-triggered sync in a fresh process, median of {runs} interleaved runs.",
+        "",
+        "| path | whole process | cost over `import azure.functions` | peak RSS |",
+        "|---|---|---|---|",
+    ]
+    for name, label in VARIANTS.items():
+        over = "—" if name in ("baseline", "stdlib") else f"+{cost[name]:.0f} ms"
+        lines.append(f"| {label} | {wall[name]:.0f} ms | {over} | {peak[name]:.1f} MiB |")
+    lines += [
+        "",
+        f"**Warm**: {warm_figures.invocations} invocations in one process: {warm_figures.tokens} token request(s), "
+        f"{warm_figures.graph_connections} connection(s) to Graph, {warm_figures.round_trips_per_sync:g} Graph round "
+        f"trip(s) per sync; {warm_figures.app_ms:.2f} ms per invocation against {warm_figures.raw_ms:.2f} ms for a "
+        "raw `requests.Session` loop with a fixed token.",
+        "",
+        "**Through the real worker** (`azure-functions-runtime-v1` behind the local host):",
+        "",
+        "| concurrency | requests/s | p50 | p99 |",
+        "|---|---|---|---|",
+        *(f"| {c} | {rps:.0f} | {p50:.1f} ms | {p99:.1f} ms |" for c, (rps, p50, p99) in worker.items()),
+        "",
+        "| target | limit | measured | |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | ≤ {TARGETS[name]}x | {value:.2f}x | {'met' if value <= TARGETS[name] else 'MISSED'} |"
+            for name, value in ratios.items()
+        ),
+        f"| token requests, warm | 1 | {warm_figures.tokens} | {'met' if warm_figures.tokens == 1 else 'MISSED'} |",
+        f"| Graph connections, warm | 1 | {warm_figures.graph_connections} | "
+        f"{'met' if warm_figures.graph_connections == 1 else 'MISSED'} |",
+        f"| Graph round trips per sync | 1 | {warm_figures.round_trips_per_sync:g} | "
+        f"{'met' if warm_figures.round_trips_per_sync == 1 else 'MISSED'} |",
+    ]
+    held = {name: value <= TARGETS[name] for name, value in ratios.items()}
+    held["one token"] = warm_figures.tokens == 1
+    held["one connection"] = warm_figures.graph_connections == 1
+    held["one round trip"] = warm_figures.round_trips_per_sync == 1
+    return "\n".join(lines), held
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=9, help="cold runs per path (at least 7)")
+    parser.add_argument("--invocations", type=int, default=200)
+    parser.add_argument("--worker-requests", type=int, default=400)
+    parser.add_argument("--write-readme", action="store_true")
+    args = parser.parse_args()
+    cold_runs = cold(max(7, args.runs))
+    table, held = report(cold_runs, max(7, args.runs), warm(args.invocations), through_worker(args.worker_requests))
+    print(table)
+    if args.write_readme:
+        write_readme_block("benchmark", table)
+    missed = [name for name, ok in held.items() if not ok]
+    if missed:
+        print(f"Missed: {', '.join(missed)}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""What the worker has already paid before the first invocation: importing azure.functions."""
+
+import azure.functions  # noqa: F401

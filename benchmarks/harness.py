@@ -1,0 +1,129 @@
+"""What the benchmark and the load test share: the app in the real worker behind an HTTP front end, a
+concurrent client, memory readings, and rewriting a marked block of the README."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.emulator import Emulator  # noqa: E402
+from tests.functions_host.frontend import FrontEnd  # noqa: E402
+from tests.functions_host.host import FunctionsHost  # noqa: E402
+
+README = ROOT / "README.md"
+
+
+@dataclass(frozen=True)
+class Stack:
+    emulator: Emulator
+    host: FunctionsHost
+    url: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    seconds: float
+
+
+def app_settings(emulator: Emulator, **extra: str) -> dict[str, str]:
+    return {
+        "GRAPH_ENDPOINT": emulator.url,
+        "IDENTITY_ENDPOINT": emulator.identity_endpoint,
+        "IDENTITY_HEADER": emulator.identity_header,
+        "SYNC_SCHEDULE": "0 */15 * * * *",
+        "NO_PROXY": "127.0.0.1,localhost",
+        **extra,
+    }
+
+
+@contextmanager
+def worker_stack(latency: float = 0.0, **settings: str) -> Iterator[Stack]:
+    """Emulator, the app in the real Python worker, and the HTTP front end on a free port."""
+    with Emulator(latency=latency) as emulator, FunctionsHost(ROOT, env=app_settings(emulator, **settings)) as host:
+        port = free_port()
+        server = FrontEnd(host, port).serve()
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield Stack(emulator, host, f"http://127.0.0.1:{port}/api/sync")
+        finally:
+            server.shutdown()
+
+
+def fire(url: str, bodies: Sequence[bytes], concurrency: int) -> list[Outcome]:
+    """Send every body as a POST, ``concurrency`` at a time, each client thread on its own keep-alive session."""
+    local = threading.local()
+
+    def one(body: bytes) -> Outcome:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+            local.session.trust_env = False
+        started = time.perf_counter()
+        try:
+            status = local.session.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=240)
+        except requests.RequestException:
+            return Outcome(0, time.perf_counter() - started)
+        return Outcome(status.status_code, time.perf_counter() - started)
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, bodies))
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a running process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.machine(),
+    )
+    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def write_readme_block(name: str, text: str) -> None:
+    """Replace what stands between ``<!-- name:start -->`` and ``<!-- name:end -->`` in the README."""
+    readme = README.read_text()
+    pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+    if not pattern.search(readme):
+        raise SystemExit(f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> block")
+    README.write_text(pattern.sub(lambda m: f"{m.group(1)}{text.rstrip()}\n{m.group(2)}", readme))
