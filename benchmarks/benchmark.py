@@ -114,7 +114,7 @@ def emulator_process() -> Iterator[dict[str, str]]:
         server.wait()
 
 
-def warm(invocations: int, rounds: int = 9) -> Warm:
+def warm(invocations: int, rounds: int = 5) -> Warm:
     with emulator_process() as emulator:
         os.environ.update(emulator, EXCHANGE_CONNECTOR_IDS=CONNECTOR, NO_PROXY="127.0.0.1,localhost")
         endpoint = emulator["GRAPH_ENDPOINT"]
@@ -122,14 +122,12 @@ def warm(invocations: int, rounds: int = 9) -> Warm:
         raw = requests.Session()
         raw.trust_env = False
 
-        def app_block() -> float:
-            started = time.perf_counter()
-            for _ in range(invocations):
-                if sync_http.main(request).status_code != 202:
-                    raise SystemExit("the app's warm invocation failed")
-            return (time.perf_counter() - started) / invocations
+        def app_call() -> None:
+            if sync_http.main(request).status_code != 202:
+                raise SystemExit("the app's warm invocation failed")
 
-        app_times = [app_block()]
+        for _ in range(invocations):
+            app_call()
         stats = raw.get(f"{endpoint}/_emulator/stats").json()
         token = raw.get(
             f"{emulator['IDENTITY_ENDPOINT']}?api-version=2019-08-01&resource={endpoint}",
@@ -137,16 +135,16 @@ def warm(invocations: int, rounds: int = 9) -> Warm:
         ).json()["access_token"]
         sync_url = f"{endpoint}/v1.0/deviceManagement/exchangeConnectors/{CONNECTOR}/sync"
 
-        def raw_block() -> float:
-            started = time.perf_counter()
-            for _ in range(invocations):
-                raw.post(sync_url, json={"syncType": "deltaSync"}, headers={"Authorization": f"Bearer {token}"})
-            return (time.perf_counter() - started) / invocations
+        def raw_call() -> None:
+            raw.post(sync_url, json={"syncType": "deltaSync"}, headers={"Authorization": f"Bearer {token}"})
 
-        raw_times = [raw_block()]
-        for _ in range(rounds - 1):
-            app_times.append(app_block())
-            raw_times.append(raw_block())
+        # Call by call, alternating, so drift and noise fall on both alike; medians shrug off GC and scheduler.
+        app_times, raw_times = [], []
+        for _ in range(invocations * rounds):
+            for call, times in ((app_call, app_times), (raw_call, raw_times)):
+                started = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - started)
     return Warm(
         invocations=invocations,
         tokens=stats["token_requests"],

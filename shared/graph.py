@@ -137,7 +137,7 @@ class GraphClient:
         if not url.startswith(f"{self.settings.endpoint}/"):
             raise GraphProtocolError(f"refusing to send the token outside {self.settings.endpoint}: {url}")
         path = url[len(self.settings.endpoint) :]
-        retry = self._retry.new()
+        retry: Retry = self._retry  # immutable: each increment() returns a new policy with its history
         while True:
             client_request_id = str(uuid.uuid4())
             response, failure = self._send(

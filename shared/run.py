@@ -96,6 +96,10 @@ class SyncReport:
     def errors(self) -> list[SyncAppError]:
         return [r.error for r in self.results if r.error is not None]
 
+    def __str__(self) -> str:
+        """The one-line summary, formatted only when a log line is actually written."""
+        return self.summary()
+
     def summary(self) -> str:
         return (
             f"Exchange connector sync ({self.sync_type}): {self.count('accepted')} accepted, "
@@ -174,7 +178,7 @@ def scheduled_sync(*, past_due: bool) -> SyncReport:
             "on 19 February 2024). Set EXCHANGE_CONNECTOR_IDS to name connectors explicitly."
         )
         return report
-    log.info(report.summary())
+    log.info("%s", report)
     if not report.ok:
         advice = {text for text in map(remedy, report.errors) if text}
         raise SyncFailed(" ".join([report.summary(), *sorted(advice)]))

@@ -182,7 +182,7 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
         "connectors": [result.as_dict() for result in report.results],
         "ignoredFields": list(request.ignored_fields),
     }
-    log.info("%s (webhook)", report.summary())
+    log.info("%s (webhook)", report)
     if not report.results:
         return _error_answer(
             InvalidRequest("connectorIds", "there is no Exchange connector to sync in this tenant", status=404),
