@@ -14,26 +14,11 @@ from azure.functions.timer import TimerRequest
 
 import sync_http
 import sync_timer
+from shared.settings import SETTING_NAMES
 from tests.emulator import Emulator
 
-APP_SETTINGS = (
-    "EXCHANGE_CONNECTOR_IDS",
-    "SYNC_TYPE",
-    "SYNC_SCHEDULE",
-    "GRAPH_ENDPOINT",
-    "AZURE_CLIENT_ID",
-    "GRAPH_TIMEOUT_SECONDS",
-    "GRAPH_TIME_BUDGET_SECONDS",
-    "GRAPH_MAX_RETRIES",
-    "GRAPH_RETRY_BACKOFF_SECONDS",
-    "SYNC_MIN_INTERVAL_SECONDS",
-    "WEBHOOK_HMAC_SECRET",
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-)
+# Everything the app reads, plus what the platform sets, so no value from this machine leaks into a test.
+APP_SETTINGS = (*SETTING_NAMES, "SYNC_SCHEDULE", "IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET")
 
 
 @dataclass(frozen=True)
