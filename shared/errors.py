@@ -100,6 +100,10 @@ class UnknownConnector(SyncAppError):
         self.ids = ids
 
 
+class NoConnectors(SyncAppError):
+    """The tenant has no Exchange connector, so there is nothing to sync."""
+
+
 class SyncFailed(SyncAppError):
     """A run in which some connector was not synced; raised after every connector was tried."""
 

@@ -297,7 +297,7 @@ def _result(response: requests.Response, client_request_id: str, token_context: 
     if response.content:
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise GraphProtocolError(
                 "Graph answered with a body that is not JSON",
                 status=response.status_code,
@@ -327,7 +327,7 @@ def _error_from_response(response: requests.Response, client_request_id: str, su
     code, message, inner = None, None, {}
     try:
         error = response.json().get("error")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         error = None
     if isinstance(error, dict):
         code = error.get("code") if isinstance(error.get("code"), str) else None

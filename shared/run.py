@@ -17,6 +17,7 @@ from shared.errors import (
     GraphThrottled,
     GraphUnauthorized,
     IdentityUnavailable,
+    NoConnectors,
     SyncAppError,
     SyncFailed,
     TimeBudgetExhausted,
@@ -119,6 +120,11 @@ def remedy(error: SyncAppError) -> str | None:
         return (
             "Graph refused the token: check that GRAPH_ENDPOINT is the Graph root of this tenant's cloud and "
             "that the managed identity belongs to this tenant."
+        )
+    if isinstance(error, NoConnectors):
+        return (
+            "Microsoft ended support for the on-premises Intune Exchange connector on 19 February 2024; if none "
+            "was ever installed or it was retired, there is nothing to sync."
         )
     if isinstance(error, GraphNotFound | UnknownConnector):
         return (
@@ -230,7 +236,7 @@ def _sync_one(graph: GraphClient, connector_id: str, sync_type: SyncType, deadli
 
 
 def _log_result(result: ConnectorResult) -> None:
-    level = logging.INFO if result.outcome == "accepted" else logging.WARNING
+    level = logging.WARNING if result.error else logging.INFO
     log.log(
         level,
         "connector=%s outcome=%s graph-status=%s request-id=%s client-request-id=%s duration-ms=%d%s",

@@ -18,6 +18,7 @@ from shared.errors import (
     InvalidConnectorId,
     InvalidRequest,
     InvalidSignature,
+    NoConnectors,
     SyncAppError,
     UnknownConnector,
 )
@@ -184,10 +185,7 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
     }
     log.info("%s (webhook)", report)
     if not report.results:
-        return _error_answer(
-            InvalidRequest("connectorIds", "there is no Exchange connector to sync in this tenant", status=404),
-            body,
-        )
+        return _error_answer(NoConnectors("there is no Exchange connector to sync in this tenant"), body)
     if report.ok:
         return WebhookAnswer(202, body)
     return _error_answer(_worst(report.errors), body)
@@ -219,7 +217,7 @@ def _worst(errors: list[SyncAppError]) -> SyncAppError:
 def _status(error: SyncAppError) -> int:
     if isinstance(error, InvalidRequest):
         return error.status
-    if isinstance(error, UnknownConnector | GraphNotFound):
+    if isinstance(error, UnknownConnector | NoConnectors | GraphNotFound):
         return 404
     if isinstance(error, (*run.RUN_STOPPING, ConfigurationError)):
         return 503

@@ -215,6 +215,16 @@ def test_list_answer_that_is_not_json_is_a_clear_502(app_env: Emulator) -> None:
     assert "not JSON" in answer.json["error"]["message"]
 
 
+@pytest.mark.parametrize("status", [200, 500])
+def test_absurdly_nested_json_from_graph_is_a_clear_502(app_env: Emulator, status: int) -> None:
+    app_env.fault("list", status=status, body=b"[" * 100_000 + b"]" * 100_000)
+
+    answer = call_webhook()
+
+    assert answer.status == 502
+    assert answer.json["error"]["code"] in ("graphProtocolError", "graphError")
+
+
 def test_paging_link_to_another_host_is_never_followed(app_env: Emulator) -> None:
     app_env.fault("list", body=b'{"value": [], "@odata.nextLink": "https://attacker.example/v1.0/deviceManagement/x"}')
 

@@ -97,7 +97,8 @@ def test_no_connector_in_the_tenant_is_404(app_env: Emulator) -> None:
     answer = call_webhook()
 
     assert answer.status == 404
-    assert "no Exchange connector" in answer.json["error"]["message"]
+    assert answer.json["error"]["code"] == "noConnectors"
+    assert "19 February 2024" in answer.json["error"]["remedy"]
 
 
 def test_configured_connector_that_graph_does_not_know_is_404_with_detail(
