@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("doctor", help="check settings, identity, permission and connectors")
     check.add_argument("--max-age-hours", type=float, default=24, help="a connector not synced for longer is stale")
+    check.add_argument(
+        "--principal-id",
+        type=_guid,
+        help="object id of the app's managed identity: checks its grant in the directory when doctor runs "
+        "with your own sign-in (az login) instead of the identity's",
+    )
     check.set_defaults(command=_doctor)
 
     status = commands.add_parser("status", help="the connectors' state")
@@ -113,7 +119,7 @@ def _grant(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
-    findings = doctor.diagnose(max_age=timedelta(hours=args.max_age_hours))
+    findings = doctor.diagnose(max_age=timedelta(hours=args.max_age_hours), principal_id=args.principal_id)
     for finding in findings:
         print(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.topic}: {finding.detail}", file=out)
         if finding.fix:

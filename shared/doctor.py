@@ -12,7 +12,7 @@ from typing import Any
 from shared import connectors, run
 from shared.errors import ConfigurationError, GraphError, IdentityUnavailable
 from shared.graph import Deadline, GraphClient, client_for
-from shared.permissions import PERMISSION, token_claims
+from shared.permissions import PERMISSION, has_app_role, token_claims
 from shared.settings import Settings, load_settings
 
 GRANT_DELAY = "A new grant can take up to 24 hours to reach the identity's cached tokens."
@@ -27,8 +27,14 @@ class Finding:
     fix: str | None = None
 
 
-def diagnose(*, max_age: timedelta, environ: Mapping[str, str] | None = None) -> list[Finding]:
-    """Every check, in the order an administrator would fix them; stops where later checks cannot run."""
+def diagnose(
+    *, max_age: timedelta, principal_id: str | None = None, environ: Mapping[str, str] | None = None
+) -> list[Finding]:
+    """Every check, in the order an administrator would fix them; stops where later checks cannot run.
+
+    ``principal_id``: the app's managed identity, checked through Graph's directory when doctor runs with a
+    signed-in user's token (on a laptop) rather than with the identity's own.
+    """
     env = os.environ if environ is None else environ
     try:
         settings = load_settings(env)
@@ -40,7 +46,11 @@ def diagnose(*, max_age: timedelta, environ: Mapping[str, str] | None = None) ->
         claims = token_claims(graph.token())
     except IdentityUnavailable as exc:
         return [*findings, Finding(False, "credential", str(exc))]
-    findings += [_credential_finding(settings, claims), _permission_finding(claims)]
+    findings.append(_credential_finding(settings, claims))
+    if principal_id and _is_user_token(claims):
+        findings.append(_identity_grant_finding(graph, settings, principal_id))
+    else:
+        findings.append(_permission_finding(claims))
     return findings + _connector_findings(graph, settings, max_age)
 
 
@@ -73,6 +83,31 @@ def _credential_finding(settings: Settings, claims: dict[str, Any]) -> Finding:
     return Finding(True, "credential", detail)
 
 
+def _is_user_token(claims: dict[str, Any]) -> bool:
+    return "upn" in claims or "scp" in claims
+
+
+def _identity_grant_finding(graph: GraphClient, settings: Settings, principal_id: str) -> Finding:
+    try:
+        granted = has_app_role(graph, principal_id, Deadline(settings.graph.time_budget))
+    except (GraphError, IdentityUnavailable) as exc:
+        return Finding(
+            False,
+            "permission",
+            f"could not read the app role assignments of {principal_id}: {exc}",
+            "Sign in (az login) as someone who may read the directory (Application.Read.All).",
+        )
+    if granted:
+        return Finding(True, "permission", f"the managed identity {principal_id} holds the app role {PERMISSION}")
+    return Finding(
+        False,
+        "permission",
+        f"the managed identity {principal_id} does not hold the app role {PERMISSION}",
+        f"As an administrator: python -m shared grant --principal-id {principal_id}  (README, 'Grant the Graph "
+        f"permission'). {GRANT_DELAY}",
+    )
+
+
 def _permission_finding(claims: dict[str, Any]) -> Finding:
     roles = claims.get("roles") or []
     scopes = str(claims.get("scp") or "").split()
@@ -80,13 +115,13 @@ def _permission_finding(claims: dict[str, Any]) -> Finding:
         return Finding(True, "permission", f"the token carries the application role {PERMISSION}")
     if PERMISSION in scopes:
         return Finding(True, "permission", f"the signed-in user's token carries the delegated scope {PERMISSION}")
-    if "upn" in claims or scopes:
+    if _is_user_token(claims):
         return Finding(
             False,
             "permission",
             f"the signed-in user's token lacks {PERMISSION} (scopes: {' '.join(scopes) or 'none'})",
-            "Sign in as an Intune administrator, or run doctor where the app runs (the Function App's SSH "
-            "console) to check its managed identity.",
+            "To check the app's managed identity from here, add --principal-id <its object id> "
+            "(az functionapp identity show -g RG -n APP --query principalId -o tsv).",
         )
     return Finding(
         False,

@@ -16,7 +16,7 @@ from shared.connectors import PERMISSION
 from shared.errors import GraphError, GraphProtocolError
 from shared.graph import Deadline, GraphClient
 
-__all__ = ["PERMISSION", "GrantResult", "grant_app_role", "graph_service_principal", "token_claims"]
+__all__ = ["PERMISSION", "GrantResult", "grant_app_role", "graph_service_principal", "has_app_role", "token_claims"]
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
@@ -41,16 +41,7 @@ def token_claims(token: str) -> dict[str, Any]:
 def grant_app_role(graph: GraphClient, principal_id: str, deadline: Deadline, role: str = PERMISSION) -> GrantResult:
     """Assign Graph's application role ``role`` to a service principal (a managed identity); idempotent."""
     service_principal = graph_service_principal(graph, deadline)
-    role_id = next(
-        (
-            r.get("id")
-            for r in service_principal.get("appRoles", [])
-            if isinstance(r, dict) and r.get("value") == role and "Application" in r.get("allowedMemberTypes", [])
-        ),
-        None,
-    )
-    if not isinstance(role_id, str):
-        raise GraphProtocolError(f"Microsoft Graph's service principal offers no application role {role}")
+    role_id = _app_role_id(service_principal, role)
     graph_sp_id = service_principal["id"]
     try:
         graph.request(
@@ -65,6 +56,39 @@ def grant_app_role(graph: GraphClient, principal_id: str, deadline: Deadline, ro
             return GrantResult(principal_id, role_id, already_granted=True)
         raise
     return GrantResult(principal_id, role_id, already_granted=False)
+
+
+def has_app_role(graph: GraphClient, principal_id: str, deadline: Deadline, role: str = PERMISSION) -> bool:
+    """Whether a service principal holds Graph's application role ``role``, as Graph's directory says now.
+
+    Unlike a token's ``roles``, this shows a new grant at once (tokens are cached for up to 24 hours).
+    """
+    service_principal = graph_service_principal(graph, deadline)
+    role_id = _app_role_id(service_principal, role)
+    url = graph.url(f"/v1.0/servicePrincipals/{quote(principal_id, safe='')}/appRoleAssignments")
+    found = graph.request("GET", url, deadline=deadline).body
+    assignments = found.get("value") if isinstance(found, dict) else None
+    if not isinstance(assignments, list):
+        raise GraphProtocolError("Graph's list of app role assignments is not a collection")
+    return any(
+        isinstance(a, dict) and a.get("appRoleId") == role_id and a.get("resourceId") == service_principal["id"]
+        for a in assignments
+    )
+
+
+def _app_role_id(service_principal: dict[str, Any], role: str) -> str:
+    """The role's id, looked up by its value: ids are Graph's to choose, values are the documented names."""
+    role_id = next(
+        (
+            r.get("id")
+            for r in service_principal.get("appRoles", [])
+            if isinstance(r, dict) and r.get("value") == role and "Application" in r.get("allowedMemberTypes", [])
+        ),
+        None,
+    )
+    if not isinstance(role_id, str):
+        raise GraphProtocolError(f"Microsoft Graph's service principal offers no application role {role}")
+    return role_id
 
 
 def graph_service_principal(graph: GraphClient, deadline: Deadline) -> dict[str, Any]:

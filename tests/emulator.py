@@ -421,6 +421,7 @@ class _Handler(BaseHTTPRequestHandler):
         needed = {
             "sync": {READ_WRITE_ROLE},
             "service_principals": {"Application.Read.All", GRANT_SCOPE},
+            "role_assignments": {"Application.Read.All", GRANT_SCOPE},
             "assign_role": {GRANT_SCOPE},
         }.get(route, {READ_ROLE, READ_WRITE_ROLE})
         if not needed & token.permissions:
@@ -472,6 +473,18 @@ class _Handler(BaseHTTPRequestHandler):
         wanted = (query.get("$filter") or [""])[0]
         found = [_graph_service_principal()] if wanted == f"appId eq '{GRAPH_APP_ID}'" else []
         self._send_json(200, {"value": found})
+
+    def _role_assignments(self, principal_id: str | None, _query: dict[str, list[str]], _body: bytes) -> None:
+        emulator = self.server.emulator
+        if principal_id not in emulator.principals:
+            self._graph_error(404, "Request_ResourceNotFound", f"Resource '{principal_id}' does not exist.")
+            return
+        held = [
+            {k: v for k, v in a.items() if k != "role"}
+            for a in emulator.assignments
+            if a["principalId"] == principal_id
+        ]
+        self._send_json(200, {"value": held})
 
     def _assign_role(self, resource_id: str | None, _query: dict[str, list[str]], body: bytes) -> None:
         emulator = self.server.emulator
@@ -559,6 +572,7 @@ ROUTES = [
     ("POST", re.compile(rf"{re.escape(CONNECTORS_PATH)}/([^/]+)/sync"), "sync"),
     ("GET", re.compile(re.escape(SERVICE_PRINCIPALS_PATH)), "service_principals"),
     ("POST", re.compile(rf"{re.escape(SERVICE_PRINCIPALS_PATH)}/([^/]+)/appRoleAssignedTo"), "assign_role"),
+    ("GET", re.compile(rf"{re.escape(SERVICE_PRINCIPALS_PATH)}/([^/]+)/appRoleAssignments"), "role_assignments"),
 ]
 
 

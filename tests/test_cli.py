@@ -159,6 +159,27 @@ def test_doctor_then_grant_then_doctor_is_healthy(
     assert code == 0, out
 
 
+def test_doctor_on_a_laptop_checks_the_identity_grant_in_the_directory(
+    scheduled: Emulator, signed_in_admin: Path
+) -> None:
+    code, before = cli("doctor", "--principal-id", IDENTITY_OBJECT_ID)
+    cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+    _, after = cli("doctor", "--principal-id", IDENTITY_OBJECT_ID)
+
+    assert code == 1
+    assert f"FAIL  permission: the managed identity {IDENTITY_OBJECT_ID} does not hold the app role" in before
+    assert f"python -m shared grant --principal-id {IDENTITY_OBJECT_ID}" in before
+    assert f"ok    permission: the managed identity {IDENTITY_OBJECT_ID} holds the app role" in after
+    assert scheduled.calls("role_assignments")[0].path.endswith(f"/{IDENTITY_OBJECT_ID}/appRoleAssignments")
+
+
+def test_doctor_with_a_user_sign_in_says_how_to_check_the_identity(scheduled: Emulator, signed_in_admin: Path) -> None:
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert "add --principal-id" in out
+
+
 def test_doctor_flags_disconnected_never_synced_and_stale_connectors(scheduled: Emulator) -> None:
     never = connector("c-never")
     never["lastSyncDateTime"] = "0001-01-01T00:00:00Z"
