@@ -176,7 +176,12 @@ def scheduled_sync(*, past_due: bool) -> SyncReport:
     if past_due:
         log.warning("The sync timer is past due: the previous run was missed or overran (host restart, scale-in)")
     settings = load_settings()
-    report = run_sync(settings, settings.sync_type)
+    try:
+        report = run_sync(settings, settings.sync_type)
+    except (GraphError, IdentityUnavailable) as exc:
+        raise SyncFailed(
+            " ".join(filter(None, [f"Could not list the connectors to sync: {exc}", remedy(exc)]))
+        ) from None
     if not report.results:
         log.warning(
             "No Exchange connector found in the tenant, so nothing was synced. Likely causes: none was ever "

@@ -86,3 +86,14 @@ def test_timer_throttled_run_stops_sending_and_fails(app_env: Emulator) -> None:
     assert len(app_env.calls("sync")) == 1
     assert "1 failed, 1 skipped" in str(failed.value)
     assert "try again in 900 s" in str(failed.value)
+
+
+def test_timer_that_cannot_list_connectors_fails_with_the_fix(app_env: Emulator) -> None:
+    app_env.fault("list", status=403, code="Forbidden")
+
+    with pytest.raises(SyncFailed) as failed:
+        fire_timer()
+
+    assert "Could not list the connectors to sync: Graph answered 403 Forbidden" in str(failed.value)
+    assert "DeviceManagementServiceConfig.ReadWrite.All" in str(failed.value)
+    assert app_env.calls("sync") == []
