@@ -130,9 +130,7 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:
-    settings = load_settings()
-    found = connectors.list_connectors(client_for(settings.graph), Deadline(settings.graph.time_budget))
-    states = [c.state() for c in found if not settings.connector_ids or c.id in settings.connector_ids]
+    states = [c.state() for c in run.target_states(load_settings()).connectors]
     if args.json:
         print(json.dumps(states, indent=2), file=out)
         return 0

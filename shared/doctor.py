@@ -51,7 +51,7 @@ def diagnose(
         findings.append(_identity_grant_finding(graph, settings, principal_id))
     else:
         findings.append(_permission_finding(claims))
-    return findings + _connector_findings(graph, settings, max_age)
+    return findings + _connector_findings(settings, max_age)
 
 
 def _settings_finding(settings: Settings) -> Finding:
@@ -132,13 +132,21 @@ def _permission_finding(claims: dict[str, Any]) -> Finding:
     )
 
 
-def _connector_findings(graph: GraphClient, settings: Settings, max_age: timedelta) -> list[Finding]:
+def _connector_findings(settings: Settings, max_age: timedelta) -> list[Finding]:
     try:
-        found = {c.id: c for c in connectors.list_connectors(graph, Deadline(settings.graph.time_budget))}
+        states = run.target_states(settings)
     except (GraphError, IdentityUnavailable) as exc:
         return [Finding(False, "connectors", f"could not list them: {exc}", run.remedy(exc))]
-    wanted = settings.connector_ids or tuple(found)
-    if not wanted:
+    findings = [
+        Finding(
+            False,
+            f"connector {connector_id}",
+            "is in EXCHANGE_CONNECTOR_IDS but not in the tenant",
+            "Remove it from EXCHANGE_CONNECTOR_IDS, or correct the id ('python -m shared status' lists them).",
+        )
+        for connector_id in states.missing
+    ]
+    if not states.connectors and not states.missing:
         return [
             Finding(
                 False,
@@ -148,22 +156,8 @@ def _connector_findings(graph: GraphClient, settings: Settings, max_age: timedel
                 "if one was never installed or was retired, this app has nothing to do.",
             )
         ]
-    findings = []
     now = datetime.now(timezone.utc)
-    for connector_id in wanted:
-        connector = found.get(connector_id)
-        if connector is None:
-            findings.append(
-                Finding(
-                    False,
-                    f"connector {connector_id}",
-                    "is in EXCHANGE_CONNECTOR_IDS but not in the tenant",
-                    "Remove it from EXCHANGE_CONNECTOR_IDS, or correct the id ('python -m shared status' lists them).",
-                )
-            )
-        else:
-            findings.append(_connector_finding(connector, now, max_age))
-    return findings
+    return [_connector_finding(c, now, max_age) for c in states.connectors] + findings
 
 
 def _connector_finding(connector: connectors.ExchangeConnector, now: datetime, max_age: timedelta) -> Finding:

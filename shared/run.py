@@ -136,6 +136,28 @@ def remedy(error: SyncAppError) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class TargetStates:
+    """The targets as the tenant has them now, and configured ids the tenant does not have."""
+
+    connectors: tuple[connectors.ExchangeConnector, ...]
+    missing: tuple[str, ...]
+
+
+def target_states(settings: Settings, requested: Sequence[str] | None = None) -> TargetStates:
+    """One paged list call; ``requested`` ids must be targets that exist, else :class:`UnknownConnector`."""
+    graph = client_for(settings.graph)
+    found = {c.id: c for c in connectors.list_connectors(graph, Deadline(settings.graph.time_budget))}
+    targets = settings.connector_ids or tuple(found)
+    unknown = [i for i in requested or () if i not in found or i not in targets]
+    if unknown:
+        raise UnknownConnector(unknown, "no such Exchange connector among this app's targets")
+    return TargetStates(
+        tuple(found[i] for i in requested or targets if i in found),
+        tuple(i for i in settings.connector_ids if i not in found),
+    )
+
+
 def resolve_targets(
     graph: GraphClient, settings: Settings, requested: Sequence[str] | None, deadline: Deadline
 ) -> tuple[str, ...]:

@@ -22,7 +22,6 @@ from shared.errors import (
     SyncAppError,
     UnknownConnector,
 )
-from shared.graph import Deadline, client_for
 from shared.settings import SYNC_TYPES, Settings, SyncType, is_sync_type, load_settings
 
 log = logging.getLogger(__name__)
@@ -192,21 +191,12 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
 
 
 def _state(settings: Settings, requested: tuple[str, ...] | None) -> WebhookAnswer:
-    """The connectors' current state: read-only, one paged list call."""
-    graph = client_for(settings.graph)
-    found = {c.id: c for c in connectors.list_connectors(graph, Deadline(settings.graph.time_budget))}
-    unknown = [i for i in requested or () if i not in found or not _is_target(i, settings)]
-    if unknown:
-        raise UnknownConnector(unknown, "no such Exchange connector among this app's targets")
-    wanted = requested or settings.connector_ids or tuple(found)
-    body: dict[str, Any] = {"connectors": [found[i].state() for i in wanted if i in found]}
+    """The connectors' current state: read-only."""
+    states = run.target_states(settings, requested)
+    body: dict[str, Any] = {"connectors": [c.state() for c in states.connectors]}
     if settings.connector_ids:
-        body["missing"] = [i for i in settings.connector_ids if i not in found]
+        body["missing"] = list(states.missing)
     return WebhookAnswer(200, body)
-
-
-def _is_target(connector_id: str, settings: Settings) -> bool:
-    return not settings.connector_ids or connector_id in settings.connector_ids
 
 
 def _worst(errors: list[SyncAppError]) -> SyncAppError:
