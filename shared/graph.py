@@ -46,6 +46,8 @@ RETRY_STATUSES = frozenset({429, 503, 504})
 THROTTLE_STATUSES = frozenset({429, 503})
 # What to tell a caller to wait when Graph throttled without saying for how long.
 DEFAULT_THROTTLE_WAIT = 30
+# The longest pause between retries when Graph gives no Retry-After.
+BACKOFF_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class GraphRetry(Retry):
     Graph asks for a pause before every retry (exponential, with jitter so instances spread out)."""
 
     def get_backoff_time(self) -> float:
-        ceiling = min(self.backoff_max, self.backoff_factor * 2 ** (len(self.history) - 1))
+        ceiling = min(BACKOFF_MAX, self.backoff_factor * 2 ** (len(self.history) - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not cryptography
 
 
@@ -114,7 +116,6 @@ class GraphClient:
             status_forcelist=RETRY_STATUSES,
             allowed_methods=frozenset({"GET", "POST"}),
             backoff_factor=settings.backoff,
-            backoff_max=30,
             respect_retry_after_header=True,
             raise_on_status=False,
         )
