@@ -159,6 +159,6 @@ def _sync(args: argparse.Namespace, out: TextIO) -> int:
         line = f"{result.outcome:<8}  {result.id}  request-id={result.request_id}"
         print(f"{line}  {result.message}" if result.message else line, file=out)
     print(report.summary(), file=out)
-    for advice in sorted({text for text in map(run.remedy, report.errors) if text}):
+    for advice in report.remedies():
         print(f"fix: {advice}", file=out)
     return 0 if report.ok else 1

@@ -97,6 +97,10 @@ class SyncReport:
     def errors(self) -> list[SyncAppError]:
         return [r.error for r in self.results if r.error is not None]
 
+    def remedies(self) -> list[str]:
+        """What to do, once per kind of problem, for every connector that failed or was not attempted."""
+        return sorted({text for text in map(remedy, self.errors) if text})
+
     def __str__(self) -> str:
         """The one-line summary, formatted only when a log line is actually written."""
         return self.summary()
@@ -213,8 +217,7 @@ def scheduled_sync(*, past_due: bool) -> SyncReport:
         return report
     log.info("%s", report)
     if not report.ok:
-        advice = {text for text in map(remedy, report.errors) if text}
-        raise SyncFailed(" ".join([report.summary(), *sorted(advice)]))
+        raise SyncFailed(" ".join([report.summary(), *report.remedies()]))
     return report
 
 
