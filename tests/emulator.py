@@ -228,7 +228,8 @@ class Emulator:
 
     def issue_token(self, resource: str, client_id: str | None) -> IssuedToken:
         """A managed identity's token: application roles, as granted to the identity."""
-        granted = tuple(a["role"] for a in self.assignments if a["principalId"] == IDENTITY_OBJECT_ID)
+        role_values = {r["id"]: r["value"] for r in _graph_service_principal()["appRoles"]}
+        granted = tuple(role_values[a["appRoleId"]] for a in self.assignments if a["principalId"] == IDENTITY_OBJECT_ID)
         roles = tuple(dict.fromkeys((*self.roles, *granted)))
         claims = {
             "appid": client_id or SYSTEM_ASSIGNED_CLIENT_ID,
@@ -479,12 +480,7 @@ class _Handler(BaseHTTPRequestHandler):
         if principal_id not in emulator.principals:
             self._graph_error(404, "Request_ResourceNotFound", f"Resource '{principal_id}' does not exist.")
             return
-        held = [
-            {k: v for k, v in a.items() if k != "role"}
-            for a in emulator.assignments
-            if a["principalId"] == principal_id
-        ]
-        self._send_json(200, {"value": held})
+        self._send_json(200, {"value": [a for a in emulator.assignments if a["principalId"] == principal_id]})
 
     def _assign_role(self, resource_id: str | None, _query: dict[str, list[str]], body: bytes) -> None:
         emulator = self.server.emulator
@@ -492,10 +488,10 @@ class _Handler(BaseHTTPRequestHandler):
             wanted = json.loads(body)
         except ValueError:
             wanted = None
-        roles = {r["id"]: r["value"] for r in _graph_service_principal()["appRoles"]}
+        role_ids = {r["id"] for r in _graph_service_principal()["appRoles"]}
         if resource_id != GRAPH_SP_ID or not isinstance(wanted, dict) or wanted.get("resourceId") != GRAPH_SP_ID:
             self._graph_error(400, "Request_BadRequest", "resourceId must be the Graph service principal.")
-        elif wanted.get("appRoleId") not in roles:
+        elif wanted.get("appRoleId") not in role_ids:
             self._graph_error(400, "Request_BadRequest", "Permission being assigned was not found on application")
         elif wanted.get("principalId") not in emulator.principals:
             self._graph_error(
@@ -519,10 +515,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "principalId": wanted["principalId"],
                 "resourceId": GRAPH_SP_ID,
                 "appRoleId": wanted["appRoleId"],
-                "role": roles[wanted["appRoleId"]],
             }
             emulator.assignments.append(assignment)
-            self._send_json(201, {k: v for k, v in assignment.items() if k != "role"})
+            self._send_json(201, assignment)
 
     def _graph_error(
         self,
