@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-import socket
 import statistics
 import sys
 import threading
@@ -22,7 +21,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.emulator import Emulator  # noqa: E402
+from tests.emulator import Emulator, free_port  # noqa: E402
 from tests.functions_host.frontend import FrontEnd  # noqa: E402
 from tests.functions_host.host import FunctionsHost  # noqa: E402
 
@@ -100,12 +99,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def machine() -> str:

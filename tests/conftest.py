@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,7 @@ from azure.functions.timer import TimerRequest
 import sync_http
 import sync_timer
 from shared.settings import SETTING_NAMES
-from tests.emulator import Emulator
+from tests.emulator import Emulator, free_port
 
 # Everything the app reads, plus what the platform sets, so no value from this machine leaks into a test.
 APP_SETTINGS = (*SETTING_NAMES, "SYNC_SCHEDULE", "IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET")
@@ -81,7 +80,4 @@ def fire_timer(past_due: bool = False) -> None:
 
 def closed_port_url() -> str:
     """An address where nothing listens, for an identity endpoint that is down."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/msi/token"
+    return f"http://127.0.0.1:{free_port()}/msi/token"

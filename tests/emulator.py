@@ -25,6 +25,7 @@ import contextlib
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -48,6 +49,13 @@ READ_WRITE_ROLE_ID = "5ac13192-7ace-4fcf-b828-1a26f28068ee"
 READ_ROLE_ID = "06a5fe6d-c49d-46a7-b082-56b1b14103c7"
 GRANT_SCOPE = "AppRoleAssignment.ReadWrite.All"
 SYNC_TYPES = ("fullSync", "deltaSync")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def sample_connectors() -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ code that imports in tests but not in the worker, a return value the worker cann
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 pytest.importorskip("grpc", reason="the worker tests run in the Python 3.13 pass of `make test`")
 pytest.importorskip("azure_functions_runtime_v1", reason="the v1 worker library needs Python 3.13")
 
-from tests.emulator import READ_ROLE, Emulator
+from tests.emulator import READ_ROLE, Emulator, free_port
 from tests.functions_host.host import FunctionsHost
 
 APP_ROOT = Path(__file__).resolve().parent.parent
@@ -149,12 +148,8 @@ def test_no_token_or_identity_header_in_worker_logs(host: FunctionsHost, emulato
 
 
 def test_local_host_serves_the_webhook_and_fires_the_timer_through_the_worker() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-
     run = subprocess.run(  # noqa: S603 - our own script
-        [sys.executable, str(APP_ROOT / "scripts" / "local_host.py"), "--once", "--port", str(port)],
+        [sys.executable, str(APP_ROOT / "scripts" / "local_host.py"), "--once", "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=120,
