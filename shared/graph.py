@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from azure.core.credentials import TokenCredential
+from azure.core.credentials import AccessTokenInfo, SupportsTokenInfo
 from azure.identity import AzureCliCredential, ManagedIdentityCredential
 from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
@@ -34,7 +34,7 @@ from shared.errors import (
 )
 
 log = logging.getLogger(__name__)
-# azure-identity logs every token lookup at INFO ("get_token succeeded", once per Graph call) and azure-core
+# azure-identity logs every token lookup at INFO ("get_token_info succeeded") and azure-core
 # logs each identity request in full: noise and cost in Application Insights. Their warnings still show.
 for _noisy in ("azure.identity", "azure.core.pipeline.policies.http_logging_policy"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
@@ -48,6 +48,8 @@ THROTTLE_STATUSES = frozenset({429, 503})
 DEFAULT_THROTTLE_WAIT = 30
 # The longest pause between retries when Graph gives no Retry-After.
 BACKOFF_MAX = 30.0
+# A held token with less left than this is renewed, as azure-core's BearerTokenCredentialPolicy does.
+TOKEN_RENEW_MARGIN = 300
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class GraphClient:
     def __init__(self, settings: GraphSettings) -> None:
         self.settings = settings
         self._credential = _credential_for(settings)
+        self._token: AccessTokenInfo | None = None
         self._session = _session_for(settings.endpoint)
         self._retry = GraphRetry(
             total=settings.max_retries,
@@ -219,9 +222,20 @@ class GraphClient:
         return response, None
 
     def token(self) -> str:
-        """A token for Graph; azure-identity caches it and refreshes it before expiry, so this is usually free."""
+        """A token for Graph, held between calls the way azure-core's BearerTokenCredentialPolicy holds one.
+
+        azure-identity caches the token and refreshes it early, but asking it costs tens of microseconds a call
+        even when its cache answers; so it is asked again only at the token's ``refresh_on`` or in its last
+        5 minutes, whichever comes first. Concurrent invocations may both ask then; each gets a valid token.
+        """
+        held = self._token
+        if held is None or time.time() >= min(held.refresh_on or held.expires_on, held.expires_on - TOKEN_RENEW_MARGIN):
+            held = self._token = self._new_token()
+        return held.token
+
+    def _new_token(self) -> AccessTokenInfo:
         try:
-            return self._credential.get_token(self.settings.scope).token
+            return self._credential.get_token_info(self.settings.scope)
         # azure-identity raises AzureError subclasses, but msal parses the identity endpoint's answer
         # without guarding it, so a malformed answer escapes as ValueError, AttributeError, ... Whatever
         # the class, it means one thing here: no token. Nothing is retried on this path.
@@ -259,7 +273,7 @@ def _identity_fix(settings: GraphSettings) -> str:
     return "Check that the Function App's system-assigned identity is on (az functionapp identity assign)."
 
 
-def _credential_for(settings: GraphSettings) -> TokenCredential:
+def _credential_for(settings: GraphSettings) -> SupportsTokenInfo:
     """Managed identity in Azure; the developer's own Azure CLI sign-in elsewhere. Both bounded in time."""
     if settings.identity_endpoint is not None:
         return ManagedIdentityCredential(
