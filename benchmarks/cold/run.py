@@ -1,4 +1,4 @@
-"""Runs one cold path and prints the process's own peak RSS (VmHWM, in KiB).
+"""Runs one cold path (``run.py <script> [its arguments]``) and prints the process's own peak RSS (VmHWM, KiB).
 
 The parent cannot use wait4's ru_maxrss: a forked child inherits the parent's high-water mark, and exec keeps it.
 VmHWM belongs to the address space exec created, so it counts this program alone.
