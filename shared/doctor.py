@@ -13,7 +13,7 @@ from shared import connectors, run
 from shared.errors import ConfigurationError, GraphError, IdentityUnavailable
 from shared.graph import Deadline, GraphClient, client_for
 from shared.permissions import PERMISSION, has_app_role, token_claims
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, parse_settings
 
 GRANT_DELAY = "A new grant can take up to 24 hours to reach the identity's cached tokens."
 NCRONTAB_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
@@ -37,7 +37,7 @@ def diagnose(
     """
     env = os.environ if environ is None else environ
     try:
-        settings = load_settings(env)
+        settings = parse_settings(env)
     except ConfigurationError as exc:
         return [Finding(False, "settings", str(exc), f"Correct the app setting {exc.setting} (README, 'Settings').")]
     findings = [_settings_finding(settings), _schedule_finding(env.get("SYNC_SCHEDULE", ""))]

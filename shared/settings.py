@@ -1,4 +1,4 @@
-"""App settings, read and validated once per invocation; every error names the setting."""
+"""App settings, read and validated once per process; every error names the setting."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
@@ -31,7 +31,7 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
 
 
-# Every name load_settings reads: the environment is read on every call, parsed only when these values change.
+# Every name parse_settings reads.
 SETTING_NAMES = (
     "EXCHANGE_CONNECTOR_IDS",
     "SYNC_TYPE",
@@ -48,14 +48,14 @@ SETTING_NAMES = (
 )
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
-    return _parse(tuple(env.get(name, "") for name in SETTING_NAMES))
+@cache
+def load_settings() -> Settings:
+    """This process's app settings, read and validated on first use, then kept: Azure restarts the app when its
+    settings change. Settings that fail validation are not kept, so every invocation reports the problem."""
+    return parse_settings(os.environ)
 
 
-@lru_cache(maxsize=8)
-def _parse(values: tuple[str, ...]) -> Settings:
-    env = dict(zip(SETTING_NAMES, values, strict=True))
+def parse_settings(env: Mapping[str, str]) -> Settings:
     return Settings(
         connector_ids=_connector_ids(env.get("EXCHANGE_CONNECTOR_IDS", "")),
         sync_type=_sync_type(env.get("SYNC_TYPE", "").strip() or "deltaSync"),

@@ -13,7 +13,7 @@ from azure.functions.timer import TimerRequest
 
 import sync_http
 import sync_timer
-from shared.settings import SETTING_NAMES
+from shared.settings import SETTING_NAMES, load_settings
 from tests.emulator import Emulator, free_port
 
 # Everything the app reads, plus what the platform sets, so no value from this machine leaks into a test.
@@ -36,6 +36,15 @@ class Answer:
 def emulator() -> Iterator[Emulator]:
     with Emulator() as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """The app keeps its settings for the process's life (Azure restarts it when they change); each test is a
+    new app, reading the environment as the test has set it."""
+    load_settings.cache_clear()
+    yield
+    load_settings.cache_clear()
 
 
 @pytest.fixture

@@ -1,17 +1,21 @@
-"""App settings: defaults, national clouds, and errors that name the setting."""
+"""App settings: defaults, national clouds, errors that name the setting, and when they are read."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from shared.errors import ConfigurationError
-from shared.settings import load_settings
+from shared.settings import SETTING_NAMES, parse_settings
+from tests.conftest import call_webhook
+from tests.emulator import Emulator
 
 GUID = "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"
 
 
 def test_defaults_target_global_graph_with_delta_sync_and_the_system_identity() -> None:
-    settings = load_settings({})
+    settings = parse_settings({})
 
     assert settings.sync_type == "deltaSync"
     assert settings.connector_ids == ()
@@ -32,7 +36,7 @@ def test_defaults_target_global_graph_with_delta_sync_and_the_system_identity() 
     ],
 )
 def test_national_cloud_endpoint_sets_the_token_scope(endpoint: str) -> None:
-    settings = load_settings({"GRAPH_ENDPOINT": endpoint})
+    settings = parse_settings({"GRAPH_ENDPOINT": endpoint})
 
     assert settings.graph.scope == f"{endpoint.rstrip('/')}/.default"
 
@@ -50,18 +54,18 @@ def test_national_cloud_endpoint_sets_the_token_scope(endpoint: str) -> None:
 )
 def test_graph_endpoint_must_be_an_https_root(endpoint: str) -> None:
     with pytest.raises(ConfigurationError) as bad:
-        load_settings({"GRAPH_ENDPOINT": endpoint})
+        parse_settings({"GRAPH_ENDPOINT": endpoint})
 
     assert bad.value.setting == "GRAPH_ENDPOINT"
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:8099", "localhost:8099"])
 def test_plain_http_is_allowed_for_a_loopback_emulator(host: str) -> None:
-    assert load_settings({"GRAPH_ENDPOINT": f"http://{host}"}).graph.endpoint == f"http://{host}"
+    assert parse_settings({"GRAPH_ENDPOINT": f"http://{host}"}).graph.endpoint == f"http://{host}"
 
 
 def test_connector_ids_are_split_on_commas_and_spaces_and_deduplicated() -> None:
-    settings = load_settings({"EXCHANGE_CONNECTOR_IDS": f" {GUID}, abc_1\n{GUID} ;x-2 "})
+    settings = parse_settings({"EXCHANGE_CONNECTOR_IDS": f" {GUID}, abc_1\n{GUID} ;x-2 "})
 
     assert settings.connector_ids == (GUID, "abc_1", "x-2")
 
@@ -69,7 +73,7 @@ def test_connector_ids_are_split_on_commas_and_spaces_and_deduplicated() -> None
 @pytest.mark.parametrize("bad", ["../../users", "a/b", "%2e%2e", "a?b", "a#b", "a.b", "x" * 129, "é"])
 def test_unsafe_connector_id_setting_is_rejected(bad: str) -> None:
     with pytest.raises(ConfigurationError) as error:
-        load_settings({"EXCHANGE_CONNECTOR_IDS": f"{GUID},{bad}"})
+        parse_settings({"EXCHANGE_CONNECTOR_IDS": f"{GUID},{bad}"})
 
     assert error.value.setting == "EXCHANGE_CONNECTOR_IDS"
 
@@ -77,24 +81,24 @@ def test_unsafe_connector_id_setting_is_rejected(bad: str) -> None:
 @pytest.mark.parametrize("value", ["DeltaSync", "full", "both", "deltasync"])
 def test_sync_type_setting_must_be_an_exact_graph_value(value: str) -> None:
     with pytest.raises(ConfigurationError) as error:
-        load_settings({"SYNC_TYPE": value})
+        parse_settings({"SYNC_TYPE": value})
 
     assert error.value.setting == "SYNC_TYPE"
     assert "deltaSync, fullSync" in str(error.value)
 
 
 def test_user_assigned_identity_client_id_must_be_a_guid() -> None:
-    assert load_settings({"AZURE_CLIENT_ID": GUID}).graph.client_id == GUID
+    assert parse_settings({"AZURE_CLIENT_ID": GUID}).graph.client_id == GUID
     with pytest.raises(ConfigurationError) as error:
-        load_settings({"AZURE_CLIENT_ID": "my-identity"})
+        parse_settings({"AZURE_CLIENT_ID": "my-identity"})
     assert error.value.setting == "AZURE_CLIENT_ID"
 
 
 def test_managed_identity_needs_both_platform_variables() -> None:
     endpoint = "http://localhost:8081/msi/token"
 
-    assert load_settings({"IDENTITY_ENDPOINT": endpoint}).graph.identity_endpoint is None
-    both = load_settings({"IDENTITY_ENDPOINT": endpoint, "IDENTITY_HEADER": "secret"})
+    assert parse_settings({"IDENTITY_ENDPOINT": endpoint}).graph.identity_endpoint is None
+    both = parse_settings({"IDENTITY_ENDPOINT": endpoint, "IDENTITY_HEADER": "secret"})
     assert both.graph.identity_endpoint == endpoint
 
 
@@ -111,6 +115,46 @@ def test_managed_identity_needs_both_platform_variables() -> None:
 )
 def test_tuning_setting_out_of_range_names_the_setting(setting: str, value: str) -> None:
     with pytest.raises(ConfigurationError) as error:
-        load_settings({setting: value})
+        parse_settings({setting: value})
 
     assert error.value.setting == setting
+
+
+def test_settings_are_read_once_and_kept_for_the_process(app_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_TYPE", "fullSync")
+    call_webhook()
+    monkeypatch.setenv("SYNC_TYPE", "deltaSync")  # in Azure, changing a setting restarts the app
+    call_webhook()
+
+    assert [r.json()["syncType"] for r in app_env.calls("sync")] == ["fullSync"] * 2 * len(app_env.connectors)
+
+
+def test_invalid_setting_is_not_kept_so_its_fix_applies(app_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPH_MAX_RETRIES", "eleven")
+    refused = call_webhook()
+    monkeypatch.setenv("GRAPH_MAX_RETRIES", "2")
+
+    assert (refused.status, refused.json["error"]["setting"]) == (503, "GRAPH_MAX_RETRIES")
+    assert call_webhook().status == 202
+
+
+class _Recording(dict[str, str]):
+    """An environment that notes each name asked for."""
+
+    def __init__(self, **values: str) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("settings are read by name, never by listing the environment")
+
+
+def test_setting_names_lists_every_setting_read() -> None:
+    environment = _Recording(IDENTITY_ENDPOINT="http://localhost:8081/msi/token")  # so its header is read too
+    parse_settings(environment)
+
+    assert environment.read == set(SETTING_NAMES)
