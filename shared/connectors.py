@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from shared.errors import GraphProtocolError, InvalidConnectorId
+from shared.errors import InvalidConnectorId
 from shared.graph import Deadline, GraphClient, GraphResponse
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,6 @@ PERMISSION = "DeviceManagementServiceConfig.ReadWrite.All"
 # Graph only says the id is a string; real ids are GUIDs. Anything outside this alphabet could steer
 # the URL (``/``, ``.``, ``%``, ``?``, ``#``), so it never reaches one.
 CONNECTOR_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
-MAX_PAGES = 100
 
 
 @dataclass(frozen=True)
@@ -76,16 +75,12 @@ def connector_url(graph: GraphClient, connector_id: str) -> str:
 
 
 def list_connectors(graph: GraphClient, deadline: Deadline) -> list[ExchangeConnector]:
-    """Every connector in the tenant, following ``@odata.nextLink`` (a loop, bounded, never recursion)."""
-    connectors: list[ExchangeConnector] = []
-    url: str | None = graph.url(CONNECTORS_PATH)
-    for _ in range(MAX_PAGES):
-        if url is None:
-            return connectors
-        page = graph.request("GET", url, deadline=deadline)
-        items, url = _page(page)
-        connectors.extend(_usable(items, page))
-    raise GraphProtocolError(f"Graph returned more than {MAX_PAGES} pages of Exchange connectors; stopped")
+    """Every connector in the tenant, each once even if Graph lists it on two pages."""
+    connectors: dict[str, ExchangeConnector] = {}
+    for page in graph.pages(graph.url(CONNECTORS_PATH), deadline):
+        for connector in _usable(page.body["value"], page):
+            connectors.setdefault(connector.id, connector)
+    return list(connectors.values())
 
 
 def sync_connector(graph: GraphClient, connector_id: str, sync_type: str, deadline: Deadline) -> GraphResponse:
@@ -93,20 +88,6 @@ def sync_connector(graph: GraphClient, connector_id: str, sync_type: str, deadli
     return graph.request(
         "POST", f"{connector_url(graph, connector_id)}/sync", json_body={"syncType": sync_type}, deadline=deadline
     )
-
-
-def _page(page: GraphResponse) -> tuple[list[Any], str | None]:
-    body = page.body
-    items = body.get("value") if isinstance(body, dict) else None
-    next_link = body.get("@odata.nextLink") if isinstance(body, dict) else None
-    if not isinstance(items, list) or not isinstance(next_link, str | None):
-        raise GraphProtocolError(
-            "Graph's list of Exchange connectors is not a collection ({'value': [...]})",
-            status=page.status,
-            request_id=page.request_id,
-            client_request_id=page.client_request_id,
-        )
-    return items, next_link
 
 
 def _usable(items: list[Any], page: GraphResponse) -> list[ExchangeConnector]:

@@ -43,7 +43,7 @@ def diagnose(
     findings = [_settings_finding(settings), _schedule_finding(env.get("SYNC_SCHEDULE", ""))]
     graph = client_for(settings.graph)
     try:
-        claims = token_claims(graph.token())
+        claims = token_claims(graph.token(Deadline(settings.graph.time_budget)))
     except IdentityUnavailable as exc:
         return [*findings, Finding(False, "credential", str(exc))]
     findings.append(_credential_finding(settings, claims))

@@ -120,7 +120,7 @@ class InvalidRequest(SyncAppError):
 
 
 class InvalidSignature(InvalidRequest):
-    """The webhook's HMAC signature is missing or does not match the body."""
+    """The webhook's signature is missing, stale, replayed or does not match; ``field`` names the header."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__("X-Hub-Signature-256", message, status=401)
+    def __init__(self, header: str, message: str) -> None:
+        super().__init__(header, message, status=401)

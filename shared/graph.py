@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import AccessTokenInfo, SupportsTokenInfo
 from azure.identity import AzureCliCredential, ManagedIdentityCredential
-from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from shared.errors import (
@@ -32,12 +34,25 @@ from shared.errors import (
     IdentityUnavailable,
     TimeBudgetExhausted,
 )
+from shared.redaction import redact, remember
+from shared.transport import (
+    AnswerTooLarge,
+    Deadline,
+    DeadlineExceeded,
+    DeadlineTransport,
+    bounded_by,
+    parse_retry_after,
+    session_for,
+)
+
+__all__ = ["Deadline", "GraphClient", "GraphResponse", "GraphSettings", "client_for"]
 
 log = logging.getLogger(__name__)
-# azure-identity logs every token lookup at INFO ("get_token_info succeeded") and azure-core
-# logs each identity request in full: noise and cost in Application Insights. Their warnings still show.
-for _noisy in ("azure.identity", "azure.core.pipeline.policies.http_logging_policy"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+# azure-identity logs every token lookup at INFO ("get_token_info succeeded") and each failure at WARNING, once
+# per credential layer; this app reports a failed token itself, once, with the fix. azure-core logs each identity
+# request in full at INFO: noise and cost in Application Insights.
+logging.getLogger("azure.identity").setLevel(logging.ERROR)
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 USER_AGENT = "intune-exchange-connector-sync/1.0"
 CONNECT_TIMEOUT = 5.0
@@ -50,6 +65,10 @@ DEFAULT_THROTTLE_WAIT = 30
 BACKOFF_MAX = 30.0
 # A held token with less left than this is renewed, as azure-core's BearerTokenCredentialPolicy does.
 TOKEN_RENEW_MARGIN = 300
+# RFC 6750's b64token: what an Authorization header can carry. Anything else (CR/LF, spaces) is no usable token.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# A collection longer than this many pages is not one Graph would send.
+MAX_PAGES = 1000
 
 
 @dataclass(frozen=True)
@@ -78,17 +97,6 @@ class GraphSettings:
         return "the system-assigned managed identity"
 
 
-class Deadline:
-    """A run's total time budget, shared by every call and retry in it."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._end = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        return max(0.0, self._end - time.monotonic())
-
-
 @dataclass(frozen=True)
 class GraphResponse:
     status: int
@@ -111,9 +119,13 @@ class GraphClient:
 
     def __init__(self, settings: GraphSettings) -> None:
         self.settings = settings
-        self._credential = _credential_for(settings)
+        origin = urlsplit(settings.endpoint)
+        self._origin = (origin.scheme, origin.hostname, origin.port)
+        self._session = session_for(settings.endpoint, USER_AGENT)
+        self._credential = _credential_for(settings, self._session)
         self._token: AccessTokenInfo | None = None
-        self._session = _session_for(settings.endpoint)
+        # Sync actions only ask Intune to sync, so sending one twice is harmless: POSTs are retried like GETs,
+        # including after a connection dropped before Graph's answer arrived.
         self._retry = GraphRetry(
             total=settings.max_retries,
             status_forcelist=RETRY_STATUSES,
@@ -138,25 +150,29 @@ class GraphClient:
 
         Throttling guidance: https://learn.microsoft.com/graph/throttling
         """
-        if not url.startswith(f"{self.settings.endpoint}/"):
-            raise GraphProtocolError(f"refusing to send the token outside {self.settings.endpoint}: {url}")
+        url = self._own(url)
         path = url[len(self.settings.endpoint) :]
         retry: Retry = self._retry  # immutable: each increment() returns a new policy with its history
+        token_renewed = False
         while True:
             client_request_id = str(uuid.uuid4())
             response, failure = self._send(
                 method, url, json_body, path=path, client_request_id=client_request_id, deadline=deadline
             )
-            if response is not None and not retry.is_retry(
-                method, response.status_code, "Retry-After" in response.headers
-            ):
+            if response is not None and response.status_code == 401 and not token_renewed:
+                # A held token Graph refuses (revoked, rotated keys) is dropped; a new one is tried once.
+                log.warning("Graph %s %s: 401 for the held token; trying once with a new token", method, path)
+                self._drop_token()
+                token_renewed = True
+                continue
+            wait = _retry_after(response)
+            if response is not None and not retry.is_retry(method, response.status_code, wait is not None):
                 return _result(response, client_request_id, self._token_context())
             try:
                 retry = retry.increment(method, url, response=response.raw if response else None, error=failure)
             except MaxRetryError:
                 attempts = f"after {len(retry.history) + 1} attempts"
                 raise _final_error(response, failure, client_request_id, attempts) from None
-            wait = _retry_after(response)
             if wait is None:
                 wait = retry.get_backoff_time()
             if wait >= deadline.remaining():
@@ -164,16 +180,55 @@ class GraphClient:
                     response, failure, client_request_id, f"the next retry ({wait:.0f} s) would exceed the time budget"
                 )
             log.warning(
-                "Graph %s %s: %s; retry %d in %.1f s (client-request-id=%s, request-id=%s)",
+                "Graph %s %s: %s; retry %d in %.1f s (client-request-id=%s%s)",
                 method,
                 path,
                 response.status_code if response is not None else type(failure).__name__,
                 len(retry.history),
                 wait,
                 client_request_id,
-                _request_id(response),
+                _request_id_text(response),
             )
             time.sleep(wait)
+
+    def pages(self, url: str, deadline: Deadline) -> Iterator[GraphResponse]:
+        """Each page of a collection, following ``@odata.nextLink``; a link already followed ends it as an error."""
+        followed: set[str] = set()
+        next_url: str | None = url
+        while next_url is not None:
+            if next_url in followed:
+                raise GraphProtocolError(f"Graph's paging returned to a page already read ({next_url}); stopped")
+            if len(followed) >= MAX_PAGES:
+                raise GraphProtocolError(f"Graph returned more than {MAX_PAGES} pages; stopped")
+            followed.add(next_url)
+            page = self.request("GET", next_url, deadline=deadline)
+            body = page.body
+            next_link = body.get("@odata.nextLink") if isinstance(body, dict) else None
+            if (
+                not isinstance(body, dict)
+                or not isinstance(body.get("value"), list)
+                or not isinstance(next_link, str | None)
+            ):
+                raise GraphProtocolError(
+                    "Graph's answer is not a collection ({'value': [...]})",
+                    status=page.status,
+                    request_id=page.request_id,
+                    client_request_id=page.client_request_id,
+                )
+            yield page
+            next_url = self._own(next_link) if next_link is not None else None
+
+    def _own(self, url: str) -> str:
+        """``url`` on this client's Graph root (scheme and host compared in lower case); the token goes nowhere else."""
+        try:
+            parts = urlsplit(url)
+            origin = (parts.scheme.lower(), parts.hostname, parts.port)
+        except ValueError:
+            origin = None
+        if origin != self._origin or parts.username is not None or parts.password is not None:
+            raise GraphProtocolError(f"refusing to send the token outside {self.settings.endpoint}: {url[:200]}")
+        rest = parts.path + (f"?{parts.query}" if parts.query else "")
+        return f"{self.settings.endpoint}{rest}"
 
     def _token_context(self) -> str:
         """Said with a 401, so the administrator sees which audience and identity Graph refused."""
@@ -189,39 +244,45 @@ class GraphClient:
         client_request_id: str,
         deadline: Deadline,
     ) -> tuple[requests.Response | None, requests.RequestException | None]:
+        authorization = f"Bearer {self.token(deadline)}"
+        # Worked out after the token: a slow identity endpoint leaves less for Graph, never more.
         remaining = deadline.remaining()
         if remaining < 0.1:
-            raise TimeBudgetExhausted(
-                f"the run's time budget of {deadline.seconds:g} s (GRAPH_TIME_BUDGET_SECONDS) is used up",
-                client_request_id=client_request_id,
-            )
-        headers = {"Authorization": f"Bearer {self.token()}", "client-request-id": client_request_id}
+            raise _budget_exhausted(deadline, client_request_id)
+        headers = {"Authorization": authorization, "client-request-id": client_request_id}
         read_timeout = min(self.settings.timeout, remaining)
         started = time.monotonic()
-        try:
-            response = self._session.request(
-                method,
-                url,
-                json=json_body,
-                headers=headers,
-                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            log.debug("Graph %s %s failed: %s (client-request-id=%s)", method, path, exc, client_request_id)
-            return None, exc
+        with bounded_by(deadline) as exchange:
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    json=json_body,
+                    headers=headers,
+                    timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
+                    allow_redirects=False,
+                )
+            except AnswerTooLarge as exc:
+                raise GraphProtocolError(
+                    f"Graph's answer to {method} {path} was refused: {exc}", client_request_id=client_request_id
+                ) from None
+            except requests.RequestException as exc:
+                if exchange.expired:
+                    raise _budget_exhausted(deadline, client_request_id) from None
+                log.debug("Graph %s %s failed: %s (client-request-id=%s)", method, path, exc, client_request_id)
+                return None, exc
         log.debug(
-            "Graph %s %s -> %d in %.0f ms (client-request-id=%s, request-id=%s)",
+            "Graph %s %s -> %d in %.0f ms (client-request-id=%s%s)",
             method,
             path,
             response.status_code,
             (time.monotonic() - started) * 1000,
             client_request_id,
-            _request_id(response),
+            _request_id_text(response),
         )
         return response, None
 
-    def token(self) -> str:
+    def token(self, deadline: Deadline) -> str:
         """A token for Graph, held between calls the way azure-core's BearerTokenCredentialPolicy holds one.
 
         azure-identity caches the token and refreshes it early, but asking it costs tens of microseconds a call
@@ -230,36 +291,58 @@ class GraphClient:
         """
         held = self._token
         if held is None or time.time() >= min(held.refresh_on or held.expires_on, held.expires_on - TOKEN_RENEW_MARGIN):
-            held = self._token = self._new_token()
+            held = self._token = self._new_token(deadline)
         return held.token
 
-    def _new_token(self) -> AccessTokenInfo:
-        try:
-            return self._credential.get_token_info(self.settings.scope)
-        # azure-identity raises AzureError subclasses, but msal parses the identity endpoint's answer
-        # without guarding it, so a malformed answer escapes as ValueError, AttributeError, ... Whatever
-        # the class, it means one thing here: no token. Nothing is retried on this path.
-        except Exception as exc:
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    def _drop_token(self) -> None:
+        """Forget the held token and the credential's cache, so the next call fetches a new token."""
+        self._token = None
+        self._credential = _credential_for(self.settings, self._session)
+
+    def _new_token(self, deadline: Deadline) -> AccessTokenInfo:
+        source = f"Could not get a token for {self.settings.scope} from {self.settings.identity_description}"
+        with bounded_by(deadline) as exchange:
+            try:
+                info = self._credential.get_token_info(self.settings.scope)
+            # azure-identity raises AzureError subclasses, but msal parses the identity endpoint's answer
+            # without guarding it, so a malformed answer escapes as ValueError, AttributeError, ... Whatever
+            # the class, it means one thing here: no token.
+            except Exception as exc:
+                if exchange.expired or isinstance(exc, DeadlineExceeded) or deadline.remaining() <= 0:
+                    raise IdentityUnavailable(
+                        f"{source}: no answer within the run's time budget of {deadline.seconds:g} s "
+                        f"(GRAPH_TIME_BUDGET_SECONDS). {_identity_fix(self.settings)}"
+                    ) from None
+                raise IdentityUnavailable(
+                    f"{source}: {_identity_failure(exc)}. {_identity_fix(self.settings)}"
+                ) from None
+        remember(info.token)
+        if not BEARER_TOKEN.fullmatch(info.token):
             raise IdentityUnavailable(
-                f"Could not get a token for {self.settings.scope} from {self.settings.identity_description}: "
-                f"{detail}. {_identity_fix(self.settings)}"
-            ) from None
+                f"{source}: the identity endpoint answered with an access token that cannot be sent in an "
+                f"Authorization header. {_identity_fix(self.settings)}"
+            )
+        return info
 
 
-def _session_for(endpoint: str) -> requests.Session:
-    """A pooled session whose proxy and CA-bundle settings come from the environment once, here.
+def _budget_exhausted(deadline: Deadline, client_request_id: str) -> TimeBudgetExhausted:
+    return TimeBudgetExhausted(
+        f"the run's time budget of {deadline.seconds:g} s (GRAPH_TIME_BUDGET_SECONDS) is used up",
+        client_request_id=client_request_id,
+    )
 
-    By default requests re-reads the proxy variables, NO_PROXY and ~/.netrc on every request (about 0.1 ms
-    each); a Function App's environment does not change while it runs.
-    """
-    session = requests.Session()
-    session.headers["User-Agent"] = f"{USER_AGENT} {session.headers['User-Agent']}"
-    environment = session.merge_environment_settings(endpoint, {}, None, None, None)
-    session.proxies.update(environment["proxies"])
-    session.verify = environment["verify"]
-    session.trust_env = False
-    return session
+
+def _identity_failure(exc: Exception) -> str:
+    """What went wrong with the identity endpoint, in one line of our own words where we know them."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (400, 401, 403) or "401" in str(exc) or "403" in str(exc):
+        return (
+            "the identity endpoint refused the request (the X-IDENTITY-HEADER secret, IDENTITY_HEADER, was not "
+            "accepted). Azure sets IDENTITY_ENDPOINT and IDENTITY_HEADER itself: remove any app setting that "
+            "overrides them and restart the app"
+        )
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return redact(detail)
 
 
 def _identity_fix(settings: GraphSettings) -> str:
@@ -273,13 +356,14 @@ def _identity_fix(settings: GraphSettings) -> str:
     return "Check that the Function App's system-assigned identity is on (az functionapp identity assign)."
 
 
-def _credential_for(settings: GraphSettings) -> SupportsTokenInfo:
-    """Managed identity in Azure; the developer's own Azure CLI sign-in elsewhere. Both bounded in time."""
+def _credential_for(settings: GraphSettings, session: requests.Session) -> SupportsTokenInfo:
+    """Managed identity in Azure, over this app's session; the developer's own Azure CLI sign-in elsewhere."""
     if settings.identity_endpoint is not None:
         return ManagedIdentityCredential(
             client_id=settings.client_id,
-            connection_timeout=min(CONNECT_TIMEOUT, settings.timeout),
-            read_timeout=settings.timeout,
+            transport=DeadlineTransport(
+                session, connection_timeout=min(CONNECT_TIMEOUT, settings.timeout), read_timeout=settings.timeout
+            ),
             retry_total=2,
             retry_backoff_factor=0.2,
             timeout=settings.timeout * 2,
@@ -291,18 +375,13 @@ def _request_id(response: requests.Response | None) -> str | None:
     return response.headers.get("request-id") if response is not None else None
 
 
-_RETRY_AFTER_PARSER = Retry(0)
+def _request_id_text(response: requests.Response | None) -> str:
+    request_id = _request_id(response)
+    return f", request-id={request_id}" if request_id else ""
 
 
 def _retry_after(response: requests.Response | None) -> float | None:
-    """Graph's ``Retry-After`` in seconds (it may be a number or an HTTP date); None when absent or unusable."""
-    value = response.headers.get("Retry-After") if response is not None else None
-    if value is None:
-        return None
-    try:
-        return _RETRY_AFTER_PARSER.parse_retry_after(value)
-    except InvalidHeader:
-        return None
+    return parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
 
 
 def _result(response: requests.Response, client_request_id: str, token_context: str) -> GraphResponse:
@@ -352,13 +431,13 @@ def _error_from_response(response: requests.Response, client_request_id: str, su
     status = response.status_code
     details: dict[str, Any] = {
         "status": status,
-        "code": code,
+        "code": redact(code[:100]) if code else None,
         "request_id": _request_id(response) or _str_or_none(inner.get("request-id")),
         "client_request_id": client_request_id,
     }
-    text = " ".join(filter(None, [f"Graph answered {status}", code]))
+    text = " ".join(filter(None, [f"Graph answered {status}", details["code"]]))
     if message:
-        text += f": {message[:500]}"
+        text += f": {redact(message[:500])}"
     if status in THROTTLE_STATUSES:
         seconds = _retry_after(response)
         retry_after = max(1, round(seconds)) if seconds is not None else DEFAULT_THROTTLE_WAIT
@@ -368,7 +447,7 @@ def _error_from_response(response: requests.Response, client_request_id: str, su
 
 
 def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    return value[:200] if isinstance(value, str) else None
 
 
 _clients_lock = threading.Lock()

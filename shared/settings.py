@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -14,12 +13,14 @@ from urllib.parse import urlsplit
 from shared.connectors import validate_connector_id
 from shared.errors import ConfigurationError, InvalidConnectorId
 from shared.graph import GraphSettings
+from shared.redaction import remember
 
 SyncType = Literal["deltaSync", "fullSync"]
 SYNC_TYPES: tuple[SyncType, ...] = ("deltaSync", "fullSync")
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ SETTING_NAMES = (
 def load_settings() -> Settings:
     """This process's app settings, read and validated on first use, then kept: Azure restarts the app when its
     settings change. Settings that fail validation are not kept, so every invocation reports the problem."""
+    remember(os.environ.get("IDENTITY_HEADER"), os.environ.get("WEBHOOK_HMAC_SECRET"))
     return parse_settings(os.environ)
 
 
@@ -93,30 +95,39 @@ def _connector_ids(raw: str) -> tuple[str, ...]:
 
 
 def _graph_endpoint(raw: str) -> str:
-    """The Graph root is also the token audience, so it must be exactly a scheme and a host."""
-    parts = urlsplit(raw.rstrip("/"))
+    """The Graph root is also the token audience, so it must be exactly a scheme, a host and an optional port."""
+    trimmed = raw[:-1] if raw.endswith("/") else raw
+    try:
+        parts = urlsplit(trimmed)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
     problem = None
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
         problem = "must be an https:// URL such as https://graph.microsoft.com"
+    elif any(mark in trimmed for mark in "?#;@") or parts.path or any(c.isspace() for c in raw):
+        problem = "must be the Graph root only (scheme, host and optional port), with no path, query, ';' or user"
     elif parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         problem = "http:// is allowed only for a loopback host (the local emulator); use https://"
-    elif parts.path or parts.query or parts.fragment or parts.username or parts.password:
-        problem = "must be the Graph root only, with no path, query or credentials"
-    if problem:
+    if problem or parts is None:
         raise ConfigurationError("GRAPH_ENDPOINT", f"{problem}; got {raw!r}")
-    return raw.rstrip("/")
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def _client_id(raw: str) -> str | None:
     if not raw:
         return None
-    try:
-        uuid.UUID(raw)
-    except ValueError:
+    if raw.startswith(("{", "urn:", "URN:")):
+        raise ConfigurationError(
+            "AZURE_CLIENT_ID", f"give the GUID alone, without braces or a urn:uuid: prefix; got {raw!r}"
+        )
+    if not GUID.fullmatch(raw):
         raise ConfigurationError(
             "AZURE_CLIENT_ID", "must be the client id (a GUID) of a user-assigned managed identity"
-        ) from None
-    return raw
+        )
+    return raw.lower()
 
 
 def _identity_endpoint(env: Mapping[str, str]) -> str | None:

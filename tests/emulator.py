@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import json
 import re
 import secrets
@@ -29,6 +30,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,6 +100,17 @@ class Fault:
     body: bytes | None = None
     inner_error_key: str = "innerError"
     times: int = 1
+    # Send the answer one byte every ``trickle`` seconds: the body only, or everything from the status line on.
+    trickle: float = 0.0
+    trickle_headers: bool = False
+    # An answer of this many bytes, streamed: with Content-Length, chunked (no length), or gzip that expands to it.
+    size: int = 0
+    chunked: bool = False
+    gzip: bool = False
+    # An identity answer around a real token: "truncated", "trailing" bytes after it, or "crlf" inside the token.
+    token_body: str | None = None
+    # Graph's error message repeats the request's Authorization header back, as a careless proxy might.
+    echo_authorization: bool = False
 
 
 @dataclass(frozen=True)
@@ -377,10 +390,21 @@ class _Handler(BaseHTTPRequestHandler):
         """Carry out a fault; True when it has answered (or hung up) instead of the route."""
         if spoilt.delay:
             time.sleep(spoilt.delay)
-        if spoilt.drop:
+        with contextlib.suppress(OSError):  # the app hanging up mid-answer is what several faults test
+            return self._misbehave(spoilt)
+        self.close_connection = True
+        return True
+
+    def _misbehave(self, spoilt: Fault) -> bool:
+        if spoilt.token_body is not None:
+            spoilt.body = self._spoilt_token_answer(spoilt.token_body)
+        if spoilt.trickle:
+            self._trickle(spoilt)
+        elif spoilt.size:
+            self._oversized(spoilt)
+        elif spoilt.drop:
             self.close_connection = True
-            return True
-        if spoilt.drop_midway:
+        elif spoilt.drop_midway:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", "4096")
@@ -388,14 +412,73 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b'{"value": [')
             self.wfile.flush()
             self.close_connection = True
-            return True
-        if spoilt.body is not None:
+        elif spoilt.body is not None:
             self._send(spoilt.status or 200, spoilt.body, spoilt.headers)
-            return True
-        if spoilt.status is not None:
-            self._graph_error(spoilt.status, spoilt.code, spoilt.message, spoilt.headers, spoilt.inner_error_key)
-            return True
-        return False
+        elif spoilt.status is not None:
+            echoed = f" ({self.headers.get('Authorization')})" if spoilt.echo_authorization else ""
+            self._graph_error(
+                spoilt.status, spoilt.code, spoilt.message + echoed, spoilt.headers, spoilt.inner_error_key
+            )
+        else:
+            return False
+        return True
+
+    def _spoilt_token_answer(self, how: str) -> bytes:
+        """An identity answer around a real token: cut in half, with bytes after the JSON, or a CR/LF in the token."""
+        emulator = self.server.emulator
+        token = emulator.issue_token(emulator.url, None)
+        value = f"{token.value}\r\nX-Injected: 1" if how == "crlf" else token.value
+        answer = json.dumps(
+            {
+                "access_token": value,
+                "expires_on": str(token.expires_on),
+                "resource": emulator.url,
+                "token_type": "Bearer",
+            }
+        ).encode()
+        if how == "truncated":
+            return answer[: len(answer) // 2]
+        return answer + b"}garbage" if how == "trailing" else answer
+
+    def _trickle(self, spoilt: Fault) -> None:
+        body = spoilt.body if spoilt.body is not None else json.dumps({"value": []}).encode()
+        head = (
+            f"HTTP/1.1 {spoilt.status or 200} OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        slow = head + body if spoilt.trickle_headers else body
+        if not spoilt.trickle_headers:
+            self.wfile.write(head)
+        for index in range(len(slow)):
+            self.wfile.write(slow[index : index + 1])
+            self.wfile.flush()
+            time.sleep(spoilt.trickle)
+
+    def _oversized(self, spoilt: Fault) -> None:
+        """A JSON-looking answer of ``size`` bytes, made as it is sent: the emulator holds at most 1 MiB of it."""
+        self.send_response(spoilt.status or 200)
+        self.send_header("Content-Type", "application/json")
+        if spoilt.gzip:
+            compressed = _gzipped_spaces(spoilt.size)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(compressed)))
+            self.end_headers()
+            self.wfile.write(compressed)
+            return
+        chunk = b" " * (1024 * 1024)
+        if spoilt.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(spoilt.size))
+        self.end_headers()
+        left = spoilt.size
+        while left > 0:
+            piece = chunk[: min(left, len(chunk))]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if spoilt.chunked else piece)
+            left -= len(piece)
+        if spoilt.chunked:
+            self.wfile.write(b"0\r\n\r\n")
+        self.close_connection = True
 
     def _identity(self, query_string: str) -> None:
         emulator = self.server.emulator
@@ -602,6 +685,15 @@ def _graph_service_principal() -> dict[str, Any]:
             role(READ_WRITE_ROLE_ID, READ_WRITE_ROLE),
         ],
     }
+
+
+@functools.cache
+def _gzipped_spaces(size: int) -> bytes:
+    """gzip of ``size`` spaces: a few hundred KiB that expand to ``size`` bytes."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = b" " * (1024 * 1024)
+    parts = [packer.compress(chunk[: min(size - done, len(chunk))]) for done in range(0, size, len(chunk))]
+    return b"".join([*parts, packer.flush()])
 
 
 def _b64(value: dict[str, Any]) -> str:

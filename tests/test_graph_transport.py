@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from email.utils import formatdate
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import call_webhook
-from tests.emulator import Emulator
+from shared.errors import SyncFailed
+from tests.conftest import call_webhook, fire_timer
+from tests.emulator import CONNECTORS_PATH, Emulator
+
+ROOT = Path(__file__).resolve().parent.parent
 
 A = "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"
 ONE = {"connectorIds": [A]}
@@ -72,7 +81,7 @@ def test_transient_gateway_errors_are_retried(configured: Emulator, status: int)
     assert len(configured.calls("sync")) == 3
 
 
-@pytest.mark.parametrize(("status", "answered"), [(400, 502), (401, 502), (403, 502), (404, 404), (500, 502)])
+@pytest.mark.parametrize(("status", "answered"), [(400, 502), (403, 502), (404, 404), (500, 502)])
 def test_client_errors_are_never_retried(configured: Emulator, status: int, answered: int) -> None:
     configured.fault("sync", status=status, code="Refused")
 
@@ -246,7 +255,9 @@ def test_listed_connector_with_an_unsafe_id_is_skipped_not_used(app_env: Emulato
 
 
 def test_unauthorized_names_the_token_audience_and_the_identity(configured: Emulator) -> None:
-    configured.fault("sync", status=401, code="InvalidAuthenticationToken", message="Access token has expired.")
+    configured.fault(
+        "sync", status=401, code="InvalidAuthenticationToken", message="Access token has expired.", times=2
+    )
 
     answer = call_webhook(body=ONE)
 
@@ -254,4 +265,156 @@ def test_unauthorized_names_the_token_audience_and_the_identity(configured: Emul
     assert answer.status == 502
     assert f"the token was for audience {configured.url}" in message
     assert "from the system-assigned managed identity" in message
-    assert len(configured.calls("sync")) == 1
+    assert len(configured.calls("sync")) == 2
+
+
+def test_held_token_refused_with_401_is_replaced_once_and_the_call_tried_again(configured: Emulator) -> None:
+    call_webhook(body=ONE)
+    configured.fault("sync", status=401, code="InvalidAuthenticationToken", message="Access token has expired.")
+
+    answer = call_webhook(body=ONE)
+
+    refused, retried = configured.calls("sync")[1:]
+    assert answer.status == 202
+    assert len(configured.calls("identity")) == 2
+    assert refused.header("authorization") != retried.header("authorization")
+    assert retried.header("authorization") == f"Bearer {configured.tokens[-1].value}"
+
+
+UNUSABLE_RETRY_AFTER = ["Mon, 01 Jan 99999999 00:00:00 GMT", "9" * 5000, "-5", "soon", "1e9", "86401", "0x10", " "]
+
+
+@pytest.mark.parametrize("value", UNUSABLE_RETRY_AFTER, ids=range(len(UNUSABLE_RETRY_AFTER)))
+def test_unusable_retry_after_is_treated_as_absent(configured: Emulator, value: str) -> None:
+    configured.fault("sync", status=429, code="TooManyRequests", headers={"Retry-After": value})
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 202
+    assert len(configured.calls("sync")) == 2
+    assert gaps(configured)[0] < 1  # the backoff (0.01 s here), not the header
+
+
+@pytest.mark.parametrize("value", UNUSABLE_RETRY_AFTER[:3], ids=range(3))
+def test_throttling_with_unusable_retry_after_answers_with_the_default_wait(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("GRAPH_MAX_RETRIES", "0")
+    configured.fault("sync", status=429, code="TooManyRequests", headers={"Retry-After": value})
+
+    answer = call_webhook(body=ONE)
+
+    assert answer.status == 503
+    assert answer.headers["Retry-After"] == "30"
+
+
+def test_unusable_retry_after_never_stops_the_timer_before_the_next_connector(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAPH_MAX_RETRIES", "0")
+    app_env.fault("sync", status=500, headers={"Retry-After": "9" * 5000})
+
+    with pytest.raises(SyncFailed):
+        fire_timer()
+
+    assert len(app_env.calls("sync")) == 2
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"size": 300_000_000}, {"size": 300_000_000, "chunked": True}, {"size": 300_000_000, "gzip": True}],
+    ids=["declared", "chunked", "gzip"],
+)
+def test_oversized_graph_answer_is_a_clear_502_and_is_not_read_whole(
+    app_env: Emulator, fault: dict[str, object]
+) -> None:
+    app_env.fault("list", **fault)
+
+    answer = call_webhook()
+
+    assert answer.status == 502
+    assert answer.json["error"]["code"] == "graphProtocolError"
+    assert "MiB" in answer.json["error"]["message"] or "declares" in answer.json["error"]["message"]
+    assert len(app_env.calls("list")) == 1
+
+
+@pytest.mark.parametrize("fault", [{"size": 300_000_000, "chunked": True}, {"size": 300_000_000, "gzip": True}])
+def test_oversized_identity_answer_is_identity_unavailable(app_env: Emulator, fault: dict[str, object]) -> None:
+    app_env.fault("identity", **fault, times=10)
+
+    answer = call_webhook()
+
+    assert answer.status == 503
+    assert answer.json["error"]["code"] == "identityUnavailable"
+    assert app_env.graph_calls() == []
+
+
+def test_memory_stays_flat_whatever_size_the_answers_claim() -> None:
+    """In a fresh process: 300 MB from Graph (chunked, and as gzip) and from the identity endpoint, then the peak."""
+    script = textwrap.dedent(
+        """
+        import os, resource
+        from tests.conftest import call_webhook
+        from tests.emulator import Emulator
+        with Emulator() as emu:
+            os.environ.update(GRAPH_ENDPOINT=emu.url, IDENTITY_ENDPOINT=emu.identity_endpoint,
+                              IDENTITY_HEADER=emu.identity_header, NO_PROXY="127.0.0.1", GRAPH_MAX_RETRIES="0")
+            emu.fault("identity", size=300_000_000, chunked=True, times=3)
+            first = call_webhook().status
+            emu.fault("list", size=300_000_000, chunked=True)
+            emu.fault("list", size=300_000_000, gzip=True)
+            statuses = [first, call_webhook().status, call_webhook().status]
+        print(statuses, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("GRAPH_ENDPOINT", "IDENTITY_ENDPOINT", "IDENTITY_HEADER")}
+    done = subprocess.run(  # noqa: S603 - this interpreter, this script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT, env=env
+    )
+    statuses, peak_mib = done.stdout.strip().rsplit(" ", 1)
+
+    assert statuses == "[503, 502, 502]"
+    assert int(peak_mib) < 150
+
+
+def test_object_listed_twice_across_pages_is_synced_once(app_env: Emulator) -> None:
+    app_env.page_size = 1
+    first = json.dumps(
+        {"value": [app_env.connectors[A]], "@odata.nextLink": f"{app_env.url}{CONNECTORS_PATH}?$skiptoken=0"}
+    )
+    app_env.fault("list", body=first.encode())
+
+    answer = call_webhook()
+
+    assert answer.status == 202
+    assert len(app_env.calls("list")) == 3
+    assert sorted(r.path.split("/")[-2] for r in app_env.calls("sync")) == sorted(app_env.connectors)
+
+
+def test_paging_link_already_followed_stops_the_listing_at_once(app_env: Emulator) -> None:
+    back_to_start = {"value": [], "@odata.nextLink": f"{app_env.url}{CONNECTORS_PATH}?$skiptoken=7"}
+    app_env.fault("list", body=json.dumps(back_to_start).encode())
+    back_to_start["@odata.nextLink"] = f"{app_env.url}{CONNECTORS_PATH}"
+    app_env.fault("list", body=json.dumps(back_to_start).encode())
+
+    answer = call_webhook()
+
+    assert answer.status == 502
+    assert answer.json["error"]["code"] == "graphProtocolError"
+    assert "already read" in answer.json["error"]["message"]
+    assert len(app_env.calls("list")) == 2
+    assert app_env.calls("sync") == []
+
+
+def test_paging_link_with_the_host_in_capitals_stays_on_graph(app_env: Emulator) -> None:
+    app_env.page_size = 1
+    shouting = app_env.url.replace("http://", "HTTP://")
+    app_env.fault(
+        "list",
+        body=json.dumps({"value": [], "@odata.nextLink": f"{shouting}{CONNECTORS_PATH}?$skiptoken=0"}).encode(),
+    )
+
+    answer = call_webhook()
+
+    assert answer.status == 202
+    assert len(app_env.calls("sync")) == 2

@@ -16,7 +16,16 @@ from tests.emulator import READ_ROLE, Emulator
 
 SECRET = "hmac-secret-7b1c9e2d4f"
 FUNCTION_KEY = "function-key-secret"
-LOGGERS = ("", "shared", "azure", "azure.identity", "azure.core.pipeline.policies.http_logging_policy", "urllib3")
+LOGGERS = (
+    "",
+    "shared",
+    "azure",
+    "azure.identity",
+    "azure.core.pipeline.policies.http_logging_policy",
+    "msal",
+    "urllib3",
+    "requests",
+)
 
 SCENARIOS: dict[str, Callable[[Emulator, pytest.MonkeyPatch], object]] = {
     "accepted": lambda emu, mp: None,
@@ -33,6 +42,11 @@ SCENARIOS: dict[str, Callable[[Emulator, pytest.MonkeyPatch], object]] = {
     "identity down": lambda emu, mp: mp.setenv("IDENTITY_ENDPOINT", closed_port_url()),
     "identity garbage": lambda emu, mp: emu.fault("identity", body=b"[]", times=10),
     "identity slow": lambda emu, mp: (mp.setenv("GRAPH_TIMEOUT_SECONDS", "1"), emu.fault("identity", delay=1.2)),
+    "identity token cut short": lambda emu, mp: emu.fault("identity", token_body="truncated", times=10),
+    "identity token with trailing bytes": lambda emu, mp: emu.fault("identity", token_body="trailing", times=10),
+    "identity token with CR/LF": lambda emu, mp: emu.fault("identity", token_body="crlf", times=10),
+    "identity asks to wait": lambda emu, mp: emu.fault("identity", status=429, headers={"Retry-After": "3600"}),
+    "graph echoes the request": lambda emu, mp: emu.fault("sync", status=400, echo_authorization=True, times=10),
     "bad signature": lambda emu, mp: None,
 }
 

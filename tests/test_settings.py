@@ -50,6 +50,16 @@ def test_national_cloud_endpoint_sets_the_token_scope(endpoint: str) -> None:
         "https://graph.microsoft.com?x=1",
         "https://user:pw@graph.microsoft.com",
         "ftp://graph.microsoft.com",
+        "https://graph.microsoft.com?",
+        "https://graph.microsoft.com#",
+        "https://graph.microsoft.com/#top",
+        "https://graph.microsoft.com;params",
+        "https://graph.microsoft.com/;x",
+        "https://@graph.microsoft.com",
+        "https://graph.microsoft.com//",
+        "https://graph.microsoft.com/v1.0/",
+        "https://graph.microsoft.com:notaport",
+        "https://graph.microsoft.com:99999",
     ],
 )
 def test_graph_endpoint_must_be_an_https_root(endpoint: str) -> None:
@@ -62,6 +72,22 @@ def test_graph_endpoint_must_be_an_https_root(endpoint: str) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1:8099", "localhost:8099"])
 def test_plain_http_is_allowed_for_a_loopback_emulator(host: str) -> None:
     assert parse_settings({"GRAPH_ENDPOINT": f"http://{host}"}).graph.endpoint == f"http://{host}"
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("https://GRAPH.Microsoft.com", "https://graph.microsoft.com"),
+        ("https://Graph.Microsoft.US:443/", "https://graph.microsoft.us:443"),
+        ("http://LOCALHOST:8099", "http://localhost:8099"),
+        ("http://[::1]:8099", "http://[::1]:8099"),
+    ],
+)
+def test_graph_endpoint_host_is_used_in_lower_case(given: str, used: str) -> None:
+    settings = parse_settings({"GRAPH_ENDPOINT": given})
+
+    assert settings.graph.endpoint == used
+    assert settings.graph.scope == f"{used}/.default"
 
 
 def test_connector_ids_are_split_on_commas_and_spaces_and_deduplicated() -> None:
@@ -92,6 +118,15 @@ def test_user_assigned_identity_client_id_must_be_a_guid() -> None:
     with pytest.raises(ConfigurationError) as error:
         parse_settings({"AZURE_CLIENT_ID": "my-identity"})
     assert error.value.setting == "AZURE_CLIENT_ID"
+
+
+@pytest.mark.parametrize("wrapped", [f"{{{GUID}}}", f"urn:uuid:{GUID}"])
+def test_client_id_in_braces_or_as_a_urn_is_refused_with_a_message_saying_so(wrapped: str) -> None:
+    with pytest.raises(ConfigurationError) as bad:
+        parse_settings({"AZURE_CLIENT_ID": wrapped})
+
+    assert bad.value.setting == "AZURE_CLIENT_ID"
+    assert "without braces or a urn:uuid: prefix" in bad.value.message
 
 
 def test_managed_identity_needs_both_platform_variables() -> None:

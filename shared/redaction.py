@@ -1,0 +1,90 @@
+"""No access token, identity header, function key or webhook secret in any log record, exception text or answer.
+
+Libraries log what the other side sent: azure-identity writes an identity answer it could not parse at WARNING,
+token included. Setting their loggers' levels is not enough (the host, or an operator chasing a problem, may turn
+DEBUG on), so every record any logger creates in this process is scrubbed once, as it is made, through the
+standard :func:`logging.setLogRecordFactory` hook. What is scrubbed: the secrets this process knows (registered
+with :func:`remember`) and anything shaped like a token, whoever logs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import traceback
+from typing import Any
+
+REDACTED = "<redacted>"
+# A JWT (base64url of '{"' starts every one), and the value after a token's name in JSON, a form or a header.
+_TOKEN_SHAPES = re.compile(
+    r"(?P<jwt>eyJ[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){0,2})"
+    r"|(?P<name>\b(?:access_token|refresh_token|client_assertion)[\"']?\s*[:=]\s*[\"']?|\bBearer\s+)"
+    r"(?P<value>[^\s\"'&,}]+)"
+)
+# Secrets shorter than this are not worth a search (and would scrub ordinary words).
+_SHORTEST_SECRET = 8
+_MOST_REMEMBERED = 64
+
+_lock = threading.Lock()
+_known: dict[str, None] = {}
+_pattern: re.Pattern[str] | None = None
+
+
+def remember(*secrets: str | None) -> None:
+    """Scrub these values from now on: tokens obtained, the identity header, keys and secrets seen."""
+    global _pattern
+    fresh = [s for s in secrets if s and len(s) >= _SHORTEST_SECRET and s not in _known]
+    if not fresh:
+        return
+    with _lock:
+        for secret in fresh:
+            _known[secret] = None
+        while len(_known) > _MOST_REMEMBERED:
+            del _known[next(iter(_known))]
+        # Longest first, so a secret that contains another is scrubbed whole.
+        ordered = sorted(_known, key=len, reverse=True)
+        _pattern = re.compile("|".join(map(re.escape, ordered)))
+
+
+def redact(text: str) -> str:
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    return _TOKEN_SHAPES.sub(_scrubbed_shape, text)
+
+
+def _scrubbed_shape(found: re.Match[str]) -> str:
+    return REDACTED if found["jwt"] else f"{found['name']}{REDACTED}"
+
+
+def _scrub(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string is the handler's to report, not ours
+        return
+    record.msg, record.args = redact(message), ()
+    if record.exc_info:
+        # Formatted and scrubbed here; the exception object itself would carry the secret to any handler.
+        record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
+        record.exc_info = None
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
+def install() -> None:
+    """Scrub every record created from now on, whichever logger makes it; idempotent."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "scrubs_secrets", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _scrub(record)
+        return record
+
+    factory.scrubs_secrets = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+install()
