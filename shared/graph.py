@@ -67,6 +67,8 @@ BACKOFF_MAX = 30.0
 TOKEN_RENEW_MARGIN = 300
 # RFC 6750's b64token: what an Authorization header can carry. Anything else (CR/LF, spaces) is no usable token.
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# msal's report of an App Service identity error: "Token request error: (invalid_scope) 401, <message>".
+_MSAL_ENDPOINT_ERROR = re.compile(r"Token request error: \(\w+\) (?P<status>\d{3}|None), (?P<message>.*)")
 # A collection longer than this many pages is not one Graph would send.
 MAX_PAGES = 1000
 
@@ -333,16 +335,26 @@ def _budget_exhausted(deadline: Deadline, client_request_id: str) -> TimeBudgetE
 
 
 def _identity_failure(exc: Exception) -> str:
-    """What went wrong with the identity endpoint, in one line of our own words where we know them."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status in (400, 401, 403) or "401" in str(exc) or "403" in str(exc):
+    """What went wrong with the identity endpoint, in one line of our own words where we know them.
+
+    msal keeps the App Service endpoint's answer only inside its error text, as ``(error) <status>, <message>``;
+    azure-identity prefixes every such failure with "configuration not found in environment", which misleads.
+    """
+    if isinstance(exc, AttributeError | KeyError | TypeError | IndexError):
+        return "the identity endpoint's answer is not the token JSON it documents"
+    text = str(exc).strip()
+    answered = _MSAL_ENDPOINT_ERROR.search(text)
+    if answered is None:
+        return redact((text.splitlines() or [type(exc).__name__])[0][:300])
+    status, message = answered["status"], answered["message"].strip()
+    if status in ("401", "403"):
         return (
-            "the identity endpoint refused the request (the X-IDENTITY-HEADER secret, IDENTITY_HEADER, was not "
-            "accepted). Azure sets IDENTITY_ENDPOINT and IDENTITY_HEADER itself: remove any app setting that "
-            "overrides them and restart the app"
+            f"the identity endpoint refused the request ({status}): the X-IDENTITY-HEADER value (IDENTITY_HEADER) "
+            "was not accepted. Azure sets IDENTITY_ENDPOINT and IDENTITY_HEADER itself: remove any app setting "
+            "that overrides them, and restart the app"
         )
-    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    return redact(detail)
+    said = "" if message in ("", "None") else f": {redact(message[:300])}"
+    return f"the identity endpoint answered {status if status != 'None' else 'with an error'}{said}"
 
 
 def _identity_fix(settings: GraphSettings) -> str:
