@@ -8,10 +8,15 @@ VENV ?= .venv
 VENV313 ?= .venv313
 VENVCHECKOV ?= .venv-checkov
 VENVBENCH ?= .venv-bench
+# The local host's port (make demo / make serve); pick another when 7071 is taken: make demo PORT=7072.
+PORT ?= 7071
 BIN := $(VENV)/bin
 BIN313 := $(VENV313)/bin
 
-.PHONY: test lint checkov demo serve emulator benchmark load-test clean
+.PHONY: help venv test lint checkov demo serve emulator benchmark load-test clean
+
+help: ## list the targets (this is what plain `make` does)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +29,8 @@ $(BIN313)/.installed: requirements.txt requirements-dev.txt
 	$(BIN313)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+venv: $(BIN)/.installed ## create .venv with the app's packages, for .venv/bin/python -m shared
+
 # checkov has many pinned dependencies of its own, so it gets its own environment. It pins pycep-parser 0.5.1,
 # which predates Bicep's `extension` keyword (infra/graph-permission.bicep); 0.7.1 reads it.
 $(VENVCHECKOV)/bin/.installed:
@@ -32,39 +39,39 @@ $(VENVCHECKOV)/bin/.installed:
 	$(VENVCHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps pycep-parser==0.7.1
 	touch $@
 
-checkov: $(VENVCHECKOV)/bin/.installed
+checkov: $(VENVCHECKOV)/bin/.installed ## scan infra/ with checkov
 	$(VENVCHECKOV)/bin/checkov --config-file .checkov.yaml
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed ## ruff: lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 # The whole suite on the machine's python3, then again on 3.13, where the worker-level tests also run.
-test: lint checkov $(BIN313)/.installed
+test: lint checkov $(BIN313)/.installed ## what CI runs: lint, checkov, the suite on python3 and on 3.13
 	$(BIN)/python -m pytest -p no:cacheprovider
 	$(BIN313)/python -m pytest -p no:cacheprovider
 
-demo: $(BIN313)/.installed
-	$(BIN313)/python scripts/local_host.py --once
+demo: $(BIN313)/.installed ## the app in the real Functions worker against the emulator, once (PORT=7071)
+	$(BIN313)/python scripts/local_host.py --once --port $(PORT)
 
-serve: $(BIN313)/.installed
-	$(BIN313)/python scripts/local_host.py
+serve: $(BIN313)/.installed ## keep that local host serving on http://localhost:7071 (PORT=...)
+	$(BIN313)/python scripts/local_host.py --port $(PORT)
 
-# Not part of `make test`: each writes its figures into the README (see its "Performance" section).
+# Not part of `make test`: each writes its figures into benchmarks/README.md (and the summary into README.md).
 $(VENVBENCH)/bin/.installed: requirements.txt requirements-dev.txt benchmarks/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or set PYTHON313=/path/to/python3.13"; exit 1; }
 	$(PYTHON313) -m venv $(VENVBENCH)
 	$(VENVBENCH)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
 	touch $@
 
-benchmark: $(VENVBENCH)/bin/.installed
+benchmark: $(VENVBENCH)/bin/.installed ## speed and memory figures into benchmarks/README.md
 	$(VENVBENCH)/bin/python benchmarks/benchmark.py --write-readme
 
-load-test: $(BIN313)/.installed
+load-test: $(BIN313)/.installed ## 5,000 webhook requests through the worker, into benchmarks/README.md
 	$(BIN313)/python benchmarks/load_test.py --write-readme
 
-emulator: $(BIN)/.installed
+emulator: $(BIN)/.installed ## run the Graph + identity emulator alone; prints settings to paste
 	$(BIN)/python -m tests.emulator
 
-clean:
-	rm -rf $(VENV) $(VENV313) $(VENVCHECKOV) $(VENVBENCH) .pytest_cache .ruff_cache
+clean: ## remove every environment and cache the other targets made
+	rm -rf $(VENV) $(VENV313) $(VENVCHECKOV) $(VENVBENCH) .pytest_cache .ruff_cache .hypothesis

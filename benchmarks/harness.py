@@ -26,6 +26,7 @@ from tests.functions_host.frontend import FrontEnd  # noqa: E402
 from tests.functions_host.host import FunctionsHost  # noqa: E402
 
 README = ROOT / "README.md"
+BENCHMARKS_README = ROOT / "benchmarks" / "README.md"
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,10 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
 
 
-def write_readme_block(name: str, text: str) -> None:
-    """Replace what stands between ``<!-- name:start -->`` and ``<!-- name:end -->`` in the README."""
-    readme = README.read_text()
+def write_readme_block(name: str, text: str, readme_path: Path = BENCHMARKS_README) -> None:
+    """Replace what stands between ``<!-- name:start -->`` and ``<!-- name:end -->`` in a README."""
+    readme = readme_path.read_text()
     pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(readme):
-        raise SystemExit(f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> block")
-    README.write_text(pattern.sub(lambda m: f"{m.group(1)}{text.rstrip()}\n{m.group(2)}", readme))
+        raise SystemExit(f"{readme_path} has no <!-- {name}:start --> ... <!-- {name}:end --> block")
+    readme_path.write_text(pattern.sub(lambda m: f"{m.group(1)}{text.rstrip()}\n{m.group(2)}", readme))

@@ -15,7 +15,10 @@ Needs Python 3.13 with ``requirements-dev.txt`` installed (``make serve`` / ``ma
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import socket
 import sys
 import threading
 import urllib.request
@@ -27,7 +30,7 @@ from urllib.error import HTTPError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.emulator import Emulator, connector, sample_connectors  # noqa: E402
+from tests.emulator import Emulator, connector, emulator_settings, sample_connectors  # noqa: E402
 from tests.functions_host.frontend import FrontEnd  # noqa: E402
 from tests.functions_host.host import FunctionsHost, Invocation  # noqa: E402
 
@@ -75,24 +78,41 @@ def run_once(port: int) -> None:
     call(port, "GET", "/api/sync")
 
 
+def port_is_free(port: int) -> bool:
+    """Checked before the worker starts, so a taken port is one clear line, not a traceback after start-up."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT") or 7071), help="default 7071, or the PORT variable"
+    )
     parser.add_argument("--once", action="store_true", help="fire the timer, call the webhook twice, stop")
     parser.add_argument("--live", action="store_true", help="use the real tenant with this machine's sign-in")
     args = parser.parse_args()
+    if not port_is_free(args.port):
+        print(
+            f"Port {args.port} is already in use. Pick another: make demo PORT=7072 (or make serve PORT=7072, "
+            "or scripts/local_host.py --port 7072).",
+            file=sys.stderr,
+        )
+        return 1
 
     emulator = None
     settings = {"SYNC_SCHEDULE": "0 */15 * * * *"}
     if not args.live:
         extra = connector("3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e03", server_name="EXCH03")
         emulator = Emulator([*sample_connectors(), extra], page_size=2).start()
-        settings |= {
-            "GRAPH_ENDPOINT": emulator.url,
-            "IDENTITY_ENDPOINT": emulator.identity_endpoint,
-            "IDENTITY_HEADER": emulator.identity_header,
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
+        settings = emulator_settings(emulator)
         print(f"Emulator for Graph and the managed-identity endpoint: {emulator.url}")
     stop: list[Callable[[], None]] = [emulator.stop] if emulator else []
     try:

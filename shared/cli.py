@@ -1,7 +1,8 @@
 """The operator's commands (grant, doctor, status, sync), over the same code the functions run.
 
-Exit codes: 0 all well; 1 something is wrong (each problem is printed with its fix); 2 the command or an
-app setting is invalid.
+Exit codes, the same for every command: 0 the command did what it was asked and found nothing wrong; 1 something
+is wrong in the tenant, the identity, Graph or a sync (each problem is printed with its fix); 2 the command line
+or an app setting is invalid.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from shared.errors import (
     SyncAppError,
 )
 from shared.graph import Deadline, client_for
-from shared.permissions import PERMISSION, grant_app_role
+from shared.permissions import PERMISSION, grant_app_role, token_claims
 from shared.settings import SYNC_TYPES, load_settings
+
+LISTER = doctor.LISTER
 
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
@@ -32,10 +35,11 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         return args.command(args, out)
     except ConfigurationError as exc:
         print(f"error: app setting {exc}", file=out)
+        print(f"fix: Correct the app setting {exc.setting} (README, 'Settings').", file=out)
         return 2
     except SyncAppError as exc:
         print(f"error: {exc}", file=out)
-        advice = run.remedy(exc)
+        advice = run.remedy(exc, lister=LISTER)
         if advice:
             print(f"fix: {advice}", file=out)
         return 1
@@ -71,7 +75,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sync = commands.add_parser("sync", help="sync the connectors, as the functions do")
     sync.add_argument("--type", choices=SYNC_TYPES, help="default: SYNC_TYPE")
-    sync.add_argument("--connector", action="append", type=_connector_id, metavar="ID", help="repeatable")
+    sync.add_argument(
+        "--connector",
+        action="extend",
+        nargs="+",
+        type=_connector_id,
+        metavar="ID",
+        help="one or more connector ids; repeatable",
+    )
     sync.add_argument("--dry-run", action="store_true", help="show the targets, sync nothing")
     sync.set_defaults(command=_sync)
     return parser
@@ -94,13 +105,15 @@ def _connector_id(value: str) -> str:
 def _grant(args: argparse.Namespace, out: TextIO) -> int:
     settings = load_settings()
     graph = client_for(settings.graph)
+    deadline = Deadline(settings.graph.time_budget)
     try:
-        result = grant_app_role(graph, args.principal_id, Deadline(settings.graph.time_budget))
-    except GraphForbidden:
+        result = grant_app_role(graph, args.principal_id, deadline)
+    except GraphForbidden as refused:
         print(
-            "error: Graph refused to grant the permission. Sign in (az login) as an administrator who may "
-            "assign application permissions, such as a Privileged Role Administrator: the call needs "
-            "AppRoleAssignment.ReadWrite.All and Application.Read.All.",
+            f"error: Graph refused to grant the permission to {_signed_in_as(graph.token(deadline))}: "
+            f"{refused.message} Sign in (az login) as an administrator who may assign application permissions, "
+            "such as a Privileged Role Administrator: the call needs AppRoleAssignment.ReadWrite.All and "
+            "Application.Read.All.",
             file=out,
         )
         return 1
@@ -118,6 +131,14 @@ def _grant(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _signed_in_as(token: str) -> str:
+    """Who the refused token belongs to, and what it carries: the first thing to check when a grant is refused."""
+    claims = token_claims(token)
+    who = claims.get("upn") or f"the identity with object id {claims.get('oid')} (app id {claims.get('appid')})"
+    held = " ".join(claims.get("roles") or []) or str(claims.get("scp") or "") or "no roles or scopes"
+    return f"{who}, whose token carries {held}"
+
+
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     findings = doctor.diagnose(max_age=timedelta(hours=args.max_age_hours), principal_id=args.principal_id)
     for finding in findings:
@@ -126,22 +147,32 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
             print(f"      fix: {finding.fix}", file=out)
     problems = sum(not f.ok for f in findings)
     print("All healthy." if not problems else f"{problems} problem(s) found.", file=out)
+    if any(f.invalid_setting for f in findings):
+        return 2
     return 0 if not problems else 1
 
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:
-    states = [c.state() for c in run.target_states(load_settings()).connectors]
+    """The connectors' state, and configured ids the tenant does not have (exit 1 while there are any)."""
+    found = run.target_states(load_settings())
+    columns = ("id", "status", "lastSyncDateTime", "serverName", "version")
+    states = [c.state() for c in found.connectors]
+    states += [{"id": missing, **dict.fromkeys(columns[1:]), "status": "missing"} for missing in found.missing]
     if args.json:
         print(json.dumps(states, indent=2), file=out)
-        return 0
-    columns = ("id", "status", "lastSyncDateTime", "serverName", "version")
-    rows = [[str(state[c] or "-") for c in columns] for state in states]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    for row in [list(columns), *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
-    if not states:
-        print("No Exchange connector found.", file=out)
-    return 0
+    else:
+        rows = [[str(state[c] or "-") for c in columns] for state in states]
+        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+        for row in [list(columns), *rows]:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
+        if not states:
+            print("No Exchange connector found.", file=out)
+    for missing in found.missing:
+        print(
+            f"missing: {missing} is in EXCHANGE_CONNECTOR_IDS but not in the tenant; remove or correct it.",
+            file=sys.stderr if args.json else out,
+        )
+    return 1 if found.missing else 0
 
 
 def _sync(args: argparse.Namespace, out: TextIO) -> int:
@@ -159,6 +190,6 @@ def _sync(args: argparse.Namespace, out: TextIO) -> int:
         line = f"{result.outcome:<8}  {result.id}  request-id={result.request_id}"
         print(f"{line}  {result.message}" if result.message else line, file=out)
     print(report.summary(), file=out)
-    for advice in report.remedies():
+    for advice in report.remedies(lister=LISTER):
         print(f"fix: {advice}", file=out)
     return 0 if report.ok else 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from shared.errors import InvalidConnectorId
+from shared.errors import InvalidConnectorId, json_type
 from shared.graph import Deadline, GraphClient, GraphResponse
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class ExchangeConnector:
 def validate_connector_id(value: object) -> str:
     """The id, if it is safe to put in a Graph URL; otherwise :class:`InvalidConnectorId`."""
     if not isinstance(value, str):
-        raise InvalidConnectorId(f"a connector id must be a string, not {type(value).__name__}")
+        raise InvalidConnectorId(f"a connector id must be a string, not {json_type(value)}")
     if not CONNECTOR_ID_PATTERN.fullmatch(value):
         shown = value if len(value) <= 40 else f"{value[:40]}..."
         raise InvalidConnectorId(f"{shown!r} is not a connector id (1-128 letters, digits, '-' or '_', such as a GUID)")

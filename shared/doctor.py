@@ -13,8 +13,10 @@ from shared import connectors, run
 from shared.errors import ConfigurationError, GraphError, IdentityUnavailable
 from shared.graph import Deadline, GraphClient, client_for
 from shared.permissions import PERMISSION, has_app_role, token_claims
-from shared.settings import Settings, parse_settings
+from shared.settings import Settings, parse_settings, remember_secrets
 
+# What lists the connectors, as the operator at a terminal runs it (the webhook's answers name GET /api/sync).
+LISTER = "python -m shared status"
 GRANT_DELAY = "A new grant can take up to 24 hours to reach the identity's cached tokens."
 NCRONTAB_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
 
@@ -25,6 +27,7 @@ class Finding:
     topic: str
     detail: str
     fix: str | None = None
+    invalid_setting: bool = False
 
 
 def diagnose(
@@ -37,9 +40,11 @@ def diagnose(
     """
     env = os.environ if environ is None else environ
     try:
+        remember_secrets(env)
         settings = parse_settings(env)
     except ConfigurationError as exc:
-        return [Finding(False, "settings", str(exc), f"Correct the app setting {exc.setting} (README, 'Settings').")]
+        fix = f"Correct the app setting {exc.setting} (README, 'Settings')."
+        return [Finding(False, "settings", str(exc), fix, invalid_setting=True)]
     findings = [_settings_finding(settings), _schedule_finding(env.get("SYNC_SCHEDULE", ""))]
     graph = client_for(settings.graph)
     try:
@@ -136,7 +141,7 @@ def _connector_findings(settings: Settings, max_age: timedelta) -> list[Finding]
     try:
         states = run.target_states(settings)
     except (GraphError, IdentityUnavailable) as exc:
-        return [Finding(False, "connectors", f"could not list them: {exc}", run.remedy(exc))]
+        return [Finding(False, "connectors", f"could not list them: {exc}", run.remedy(exc, lister=LISTER))]
     findings = [
         Finding(
             False,

@@ -5,6 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 
+def json_type(value: object) -> str:
+    """A value's type in JSON's own words, for messages to webhook senders who never see Python's."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 class SyncAppError(Exception):
     """Base of every error this app raises on purpose."""
 

@@ -123,6 +123,7 @@ class GraphClient:
         self.settings = settings
         origin = urlsplit(settings.endpoint)
         self._origin = (origin.scheme, origin.hostname, origin.port)
+        self._root = f"{settings.endpoint}/"
         self._session = session_for(settings.endpoint, USER_AGENT)
         self._credential = _credential_for(settings, self._session)
         self._token: AccessTokenInfo | None = None
@@ -222,6 +223,8 @@ class GraphClient:
 
     def _own(self, url: str) -> str:
         """``url`` on this client's Graph root (scheme and host compared in lower case); the token goes nowhere else."""
+        if url.startswith(self._root) and "@" not in url:  # the URLs this app builds itself: no parsing needed
+            return url
         try:
             parts = urlsplit(url)
             origin = (parts.scheme.lower(), parts.hostname, parts.port)

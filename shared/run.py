@@ -75,7 +75,7 @@ class ConnectorResult:
         if self.error is None:
             return self.reason
         if self.outcome == "skipped":
-            return f"not attempted: an earlier call stopped the run ({type(self.error).__name__})"
+            return f"not attempted: an earlier call stopped the run ({self.error.kind})"
         return str(self.error)
 
 
@@ -97,9 +97,9 @@ class SyncReport:
     def errors(self) -> list[SyncAppError]:
         return [r.error for r in self.results if r.error is not None]
 
-    def remedies(self) -> list[str]:
+    def remedies(self, lister: str = "GET /api/sync") -> list[str]:
         """What to do, once per kind of problem, for every connector that failed or was not attempted."""
-        return sorted({text for text in map(remedy, self.errors) if text})
+        return sorted({text for text in (remedy(e, lister=lister) for e in self.errors) if text})
 
     def __str__(self) -> str:
         """The one-line summary, formatted only when a log line is actually written."""
@@ -112,8 +112,9 @@ class SyncReport:
         )
 
 
-def remedy(error: SyncAppError) -> str | None:
-    """What an administrator should do about ``error``, in one sentence."""
+def remedy(error: SyncAppError, lister: str = "GET /api/sync") -> str | None:
+    """What an administrator should do about ``error``, in one sentence; ``lister`` is how they list connectors
+    from where they are (the webhook, or the command line)."""
     if isinstance(error, GraphForbidden):
         return (
             f"Graph refused the call: grant the Microsoft Graph application permission {connectors.PERMISSION} to the "
@@ -133,7 +134,7 @@ def remedy(error: SyncAppError) -> str | None:
     if isinstance(error, GraphNotFound | UnknownConnector):
         return (
             "No such Exchange connector in this tenant: check EXCHANGE_CONNECTOR_IDS or the requested id "
-            "(GET /api/sync lists the connectors)."
+            f"({lister} lists the connectors)."
         )
     if isinstance(error, GraphThrottled):
         return f"Graph is throttling this app: try again in {error.retry_after} s."

@@ -53,8 +53,13 @@ SETTING_NAMES = (
 def load_settings() -> Settings:
     """This process's app settings, read and validated on first use, then kept: Azure restarts the app when its
     settings change. Settings that fail validation are not kept, so every invocation reports the problem."""
-    remember(os.environ.get("IDENTITY_HEADER"), os.environ.get("WEBHOOK_HMAC_SECRET"))
+    remember_secrets(os.environ)
     return parse_settings(os.environ)
+
+
+def remember_secrets(env: Mapping[str, str]) -> None:
+    """The secrets among the settings, so no log line or answer can carry them (shared.redaction)."""
+    remember(env.get("IDENTITY_HEADER"), env.get("WEBHOOK_HMAC_SECRET"))
 
 
 def parse_settings(env: Mapping[str, str]) -> Settings:

@@ -121,18 +121,22 @@ _WATCHDOG = _Watchdog()
 _current = threading.local()
 
 
-@contextlib.contextmanager
-def bounded_by(deadline: Deadline) -> Iterator[Exchange]:
+class bounded_by:
     """Every exchange this thread makes inside the block ends when ``deadline`` passes."""
-    exchange = Exchange(deadline)
-    outer = getattr(_current, "exchange", None)
-    _current.exchange = exchange
-    _WATCHDOG.arm(exchange)
-    try:
-        yield exchange
-    finally:
-        _WATCHDOG.disarm(exchange)
-        _current.exchange = outer
+
+    def __init__(self, deadline: Deadline) -> None:
+        self._exchange = Exchange(deadline)
+        self._outer: Exchange | None = None
+
+    def __enter__(self) -> Exchange:
+        self._outer = getattr(_current, "exchange", None)
+        _current.exchange = self._exchange
+        _WATCHDOG.arm(self._exchange)
+        return self._exchange
+
+    def __exit__(self, *exc: object) -> None:
+        _WATCHDOG.disarm(self._exchange)
+        _current.exchange = self._outer
 
 
 def current_exchange() -> Exchange | None:

@@ -18,6 +18,7 @@ from shared.errors import (
     NoConnectors,
     SyncAppError,
     UnknownConnector,
+    json_type,
 )
 from shared.redaction import redact
 from shared.settings import SYNC_TYPES, Settings, SyncType, is_sync_type, load_settings
@@ -107,7 +108,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except ValueError as exc:  # JSONDecodeError, integers too long to convert, numbers out of range
         raise InvalidRequest("body", f"is not valid JSON ({exc})") from None
     if not isinstance(payload, dict):
-        raise InvalidRequest("body", f"must be a JSON object, not {type(payload).__name__}")
+        raise InvalidRequest("body", f"must be a JSON object, not {json_type(payload)}")
     return payload
 
 
@@ -135,7 +136,7 @@ def _body_ids(value: object) -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise InvalidRequest("connectorIds", f"must be an array of connector ids, not {type(value).__name__}")
+        raise InvalidRequest("connectorIds", f"must be an array of connector ids, not {json_type(value)}")
     return _validated_ids("connectorIds", value)
 
 

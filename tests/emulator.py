@@ -26,6 +26,7 @@ import functools
 import json
 import re
 import secrets
+import shlex
 import socket
 import threading
 import time
@@ -50,6 +51,11 @@ GRAPH_SP_ID = "9e1f6f0c-6a3e-4d7e-8c7b-2f0d8a1b2c3d"
 READ_WRITE_ROLE_ID = "5ac13192-7ace-4fcf-b828-1a26f28068ee"
 READ_ROLE_ID = "06a5fe6d-c49d-46a7-b082-56b1b14103c7"
 GRANT_SCOPE = "AppRoleAssignment.ReadWrite.All"
+# A user-assigned identity the emulator treats as a directory administrator, so `python -m shared grant` can be
+# tried against it: AZURE_CLIENT_ID=<this> python -m shared grant --principal-id <IDENTITY_OBJECT_ID>.
+DEMO_ADMIN_CLIENT_ID = "ad0a1b2c-3d4e-4f50-8a61-7b8c9d0e1f2a"
+DEMO_ADMIN_OBJECT_ID = "ad0b2c3d-4e5f-4061-9b72-8c9d0e1f2a3b"
+DEMO_ADMIN_ROLES = (GRANT_SCOPE, "Application.Read.All")
 SYNC_TYPES = ("fullSync", "deltaSync")
 
 
@@ -249,6 +255,9 @@ class Emulator:
 
     def issue_token(self, resource: str, client_id: str | None) -> IssuedToken:
         """A managed identity's token: application roles, as granted to the identity."""
+        if client_id == DEMO_ADMIN_CLIENT_ID:
+            claims = {"appid": client_id, "oid": DEMO_ADMIN_OBJECT_ID, "roles": list(DEMO_ADMIN_ROLES)}
+            return self._issue(resource, claims, roles=DEMO_ADMIN_ROLES, client_id=client_id)
         role_values = {r["id"]: r["value"] for r in _graph_service_principal()["appRoles"]}
         granted = tuple(role_values[a["appRoleId"]] for a in self.assignments if a["principalId"] == IDENTITY_OBJECT_ID)
         roles = tuple(dict.fromkeys((*self.roles, *granted)))
@@ -700,17 +709,33 @@ def _b64(value: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
 
+def emulator_settings(emulator: Emulator) -> dict[str, str]:
+    """The app settings that point the app at ``emulator``, as Azure would set them, plus a schedule."""
+    return {
+        "GRAPH_ENDPOINT": emulator.url,
+        "IDENTITY_ENDPOINT": emulator.identity_endpoint,
+        "IDENTITY_HEADER": emulator.identity_header,
+        "SYNC_SCHEDULE": "0 */15 * * * *",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the Graph and managed-identity emulator on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8099)
     args = parser.parse_args()
     with Emulator(port=args.port) as emulator:
-        print("Emulator for Microsoft Graph and the managed-identity endpoint is running. Use these settings:")
-        print(f"  GRAPH_ENDPOINT={emulator.url}")
-        print(f"  IDENTITY_ENDPOINT={emulator.identity_endpoint}")
-        print(f"  IDENTITY_HEADER={emulator.identity_header}")
-        print("Connectors:", ", ".join(emulator.connectors))
-        print("Ctrl-C stops it.")
+        print("# Emulator for Microsoft Graph and the managed-identity endpoint. Paste these lines into a shell:")
+        for name, value in emulator_settings(emulator).items():
+            print(f"export {name}={shlex.quote(value)}")
+        print("# Then: .venv/bin/python -m shared doctor   (or status, sync --dry-run)")
+        print("# To try grant, as the emulator's demo administrator:")
+        print(
+            f"#   AZURE_CLIENT_ID={DEMO_ADMIN_CLIENT_ID} .venv/bin/python -m shared grant --principal-id "
+            f"{IDENTITY_OBJECT_ID}"
+        )
+        print("# Connectors:", ", ".join(emulator.connectors))
+        print("# Ctrl-C stops it.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from shared.cli import main
 from tests.conftest import closed_port_url
 from tests.emulator import (
+    DEMO_ADMIN_CLIENT_ID,
     GRANT_SCOPE,
     GRAPH_APP_ID,
     GRAPH_SP_ID,
@@ -247,7 +250,7 @@ def test_doctor_names_an_invalid_setting(scheduled: Emulator, monkeypatch: pytes
 
     code, out = cli("doctor")
 
-    assert code == 1
+    assert code == 2
     assert "FAIL  settings: GRAPH_ENDPOINT" in out
     assert scheduled.calls() == []
 
@@ -326,3 +329,150 @@ def test_python_dash_m_shared_runs(app_env: Emulator) -> None:
 
     assert run.returncode == 0, run.stderr
     assert len(json.loads(run.stdout)) == 2
+
+
+def test_grant_refused_says_whose_token_was_refused_and_what_it_carries(app_env: Emulator) -> None:
+    """The managed identity cannot grant itself: the answer says that this identity was refused, and why."""
+    code, out = cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+
+    assert code == 1
+    assert f"the identity with object id {IDENTITY_OBJECT_ID}" in out
+    assert "whose token carries DeviceManagementServiceConfig.ReadWrite.All" in out
+    assert "AppRoleAssignment.ReadWrite.All" in out
+
+
+def test_emulators_demo_administrator_can_grant(app_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_CLIENT_ID", DEMO_ADMIN_CLIENT_ID)
+
+    code, out = cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+
+    assert code == 0, out
+    assert "is now granted" in out
+    assert app_env.assignments[0]["principalId"] == IDENTITY_OBJECT_ID
+
+
+def test_doctor_with_an_invalid_setting_exits_2(scheduled: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_TYPE", "turbo")
+
+    code, out = cli("doctor")
+
+    assert code == 2
+    assert "SYNC_TYPE" in out
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["sync"], ["sync", "--dry-run"], ["doctor"]])
+def test_every_command_exits_1_when_graph_cannot_be_reached(
+    scheduled: Emulator, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("GRAPH_MAX_RETRIES", "0")
+    scheduled.fault("list", drop=True, times=10)
+
+    code, _ = cli(*command)
+
+    assert code == 1
+
+
+@pytest.mark.parametrize("command", [["status"], ["sync"], ["doctor"], ["grant", "--principal-id", IDENTITY_OBJECT_ID]])
+def test_every_command_exits_1_when_the_identity_cannot_be_reached(
+    scheduled: Emulator, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", closed_port_url())
+
+    code, out = cli(*command)
+
+    assert code == 1
+    assert "Could not get a token" in out
+
+
+def test_status_shows_configured_ids_the_tenant_does_not_have(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXCHANGE_CONNECTOR_IDS", f"{A} missing1")
+
+    code, table = cli("status")
+    rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:] if not line.startswith("missing:")}
+
+    assert code == 1
+    assert rows == {A: "connected", "missing1": "missing"}
+    assert "missing: missing1 is in EXCHANGE_CONNECTOR_IDS but not in the tenant" in table
+
+    code, as_json = cli("status", "--json")
+    assert code == 1
+    assert [(c["id"], c["status"]) for c in json.loads(as_json)] == [(A, "connected"), ("missing1", "missing")]
+
+
+def test_sync_takes_several_ids_after_one_connector_option(app_env: Emulator) -> None:
+    code, out = cli("sync", "--connector", B, A)
+
+    assert code == 0, out
+    assert [r.path.split("/")[-2] for r in app_env.calls("sync")] == [B, A]
+
+
+def test_cli_fixes_name_the_cli_command_not_the_webhook(app_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXCHANGE_CONNECTOR_IDS", A)
+    app_env.fault("sync", status=404, code="ResourceNotFound")
+
+    code, out = cli("sync")
+
+    assert code == 1
+    assert "python -m shared status lists the connectors" in out
+    assert "/api/sync" not in out
+
+
+def test_python_dash_m_shared_without_the_packages_says_which_python_to_use() -> None:
+    run = subprocess.run(
+        [sys.executable, "-S", "-m", "shared", "status"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert ".venv/bin/python -m shared" in run.stderr
+
+
+@pytest.fixture
+def emulator_process() -> Iterator[dict[str, str]]:
+    """``make emulator``: the lines it prints, pasted into a shell."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.emulator", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "Ctrl-C" in line:
+            break
+    try:
+        yield {"lines": "".join(lines)}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_make_emulator_prints_exports_that_make_doctor_pass(emulator_process: dict[str, str]) -> None:
+    printed = emulator_process["lines"]
+    exports = [line for line in printed.splitlines() if line.startswith("export ")]
+    env = {k: v for k, v in os.environ.items() if k not in ("AZURE_CLIENT_ID", "EXCHANGE_CONNECTOR_IDS")}
+    for line in exports:
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = shlex.split(value)[0]
+    grant = next(line for line in printed.splitlines() if "shared grant" in line).lstrip("# ").split()
+
+    doctor = subprocess.run(
+        [sys.executable, "-m", "shared", "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    granted = subprocess.run(  # noqa: S603 - this interpreter, our own module
+        [sys.executable, "-m", "shared", *grant[grant.index("shared") + 1 :]],
+        cwd=ROOT,
+        env={**env, grant[0].split("=")[0]: grant[0].split("=")[1]},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert {"GRAPH_ENDPOINT", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "SYNC_SCHEDULE"} <= {
+        line.split("=")[0].removeprefix("export ") for line in exports
+    }
+    assert doctor.returncode == 0, doctor.stdout
+    assert "All healthy." in doctor.stdout
+    assert granted.returncode == 0, granted.stdout + granted.stderr
+    assert "is now granted" in granted.stdout

@@ -418,3 +418,16 @@ def test_paging_link_with_the_host_in_capitals_stays_on_graph(app_env: Emulator)
 
     assert answer.status == 202
     assert len(app_env.calls("sync")) == 2
+
+
+def test_retry_lines_leave_out_a_request_id_graph_never_sent(
+    configured: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="shared")
+    configured.fault("sync", drop=True)
+
+    call_webhook(body=ONE)
+
+    retry_line = next(r.getMessage() for r in caplog.records if "retry 1" in r.getMessage())
+    assert "client-request-id=" in retry_line
+    assert "request-id=None" not in retry_line

@@ -129,3 +129,40 @@ def test_outside_azure_the_azure_cli_sign_in_is_used(
     assert "Azure CLI" in answer.json["error"]["message"]
     assert "az login" in answer.json["error"]["message"]
     assert app_env.calls() == []
+
+
+def test_token_that_cannot_be_sent_as_a_header_is_identity_unavailable(app_env: Emulator) -> None:
+    app_env.fault("identity", token_body="crlf", times=10)
+
+    answer = call_webhook()
+
+    assert answer.status == 503
+    assert answer.json["error"]["code"] == "identityUnavailable"
+    assert "cannot be sent in an Authorization header" in answer.json["error"]["message"]
+    assert app_env.graph_calls() == []
+
+
+def test_wrong_identity_header_says_what_is_wrong_and_what_to_check(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IDENTITY_HEADER", "not-the-platform-secret")
+
+    message = call_webhook().json["error"]["message"]
+
+    assert "refused the request (401)" in message
+    assert "IDENTITY_HEADER" in message
+    assert "remove any app setting that overrides them" in message
+    assert "configuration not found" not in message
+
+
+def test_an_identity_failure_is_one_log_line_not_three(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """azure-identity logs each failure once per credential layer; the app says it once, with the fix."""
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", closed_port_url())
+
+    call_webhook()
+
+    about_the_token = [r for r in caplog.records if "get_token" in r.getMessage() or "Could not get" in r.getMessage()]
+    assert [r.name for r in about_the_token] == ["shared.webhook"]

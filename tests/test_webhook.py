@@ -294,3 +294,26 @@ def test_paging_is_followed_to_every_connector(monkeypatch: pytest.MonkeyPatch, 
     assert answer.status == 202
     assert len(app_env.calls("list")) == 3
     assert [c for c, _ in synced(app_env)] == ids
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"null", "must be a JSON object, not null"),
+        (b"[]", "must be a JSON object, not an array"),
+        (b'"x"', "must be a JSON object, not a string"),
+        (b"7", "must be a JSON object, not a number"),
+        (b'{"connectorIds": "x"}', "must be an array of connector ids, not a string"),
+        (b'{"connectorIds": {}}', "must be an array of connector ids, not an object"),
+        (b'{"connectorIds": [1]}', "a connector id must be a string, not a number"),
+        (b'{"connectorIds": [null]}', "a connector id must be a string, not null"),
+        (b'{"connectorIds": [true]}', "a connector id must be a string, not a boolean"),
+    ],
+)
+def test_type_errors_are_told_in_jsons_words(app_env: Emulator, body: bytes, said: str) -> None:
+    answer = call_webhook(body=body)
+
+    assert answer.status == 400
+    assert said in answer.json["error"]["message"]
+    for python_name in ("NoneType", "list", "str", "int", "dict", "bool"):
+        assert f"not {python_name}" not in answer.json["error"]["message"]

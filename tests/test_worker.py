@@ -6,9 +6,13 @@ code that imports in tests but not in the worker, a return value the worker cann
 
 from __future__ import annotations
 
+import http.client
+import json
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +21,8 @@ import pytest
 pytest.importorskip("grpc", reason="the worker tests run in the Python 3.13 pass of `make test`")
 pytest.importorskip("azure_functions_runtime_v1", reason="the v1 worker library needs Python 3.13")
 
-from tests.emulator import READ_ROLE, Emulator, free_port
+from tests.emulator import READ_ROLE, Emulator, emulator_settings, free_port
+from tests.functions_host.frontend import FrontEnd
 from tests.functions_host.host import FunctionsHost
 
 APP_ROOT = Path(__file__).resolve().parent.parent
@@ -26,14 +31,7 @@ URL = "http://localhost:7071/api/sync?code=function-key-secret"
 
 
 def app_settings(emulator: Emulator) -> dict[str, str]:
-    return {
-        "GRAPH_ENDPOINT": emulator.url,
-        "IDENTITY_ENDPOINT": emulator.identity_endpoint,
-        "IDENTITY_HEADER": emulator.identity_header,
-        "GRAPH_RETRY_BACKOFF_SECONDS": "0.01",
-        "SYNC_SCHEDULE": "0 */15 * * * *",
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
+    return {**emulator_settings(emulator), "GRAPH_RETRY_BACKOFF_SECONDS": "0.01"}
 
 
 @pytest.fixture
@@ -162,3 +160,94 @@ def test_local_host_serves_the_webhook_and_fires_the_timer_through_the_worker() 
     assert '/sync {"syncType": "fullSync"}' in run.stdout
     assert "-> HTTP 202" in run.stdout
     assert "-> HTTP 200" in run.stdout
+
+
+@pytest.fixture
+def local_host(host: FunctionsHost) -> Iterator[int]:
+    """``make serve``'s front end over the real worker; yields its port."""
+    front = FrontEnd(host, free_port())
+    server = front.serve()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield front.port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def send(
+    port: int, method: str, path: str, body: bytes | None = None, chunked: bool = False
+) -> tuple[int, dict, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        if chunked:
+            connection.request(method, path, body=iter([body or b""]), encode_chunked=True)
+        else:
+            connection.request(method, path, body=body)
+        answer = connection.getresponse()
+        return answer.status, dict(answer.getheaders()), answer.read()
+    finally:
+        connection.close()
+
+
+def test_local_host_passes_a_chunked_body_to_the_function_whole(local_host: int, emulator: Emulator) -> None:
+    status, _, body = send(local_host, "POST", "/api/sync", b'{"syncType":"turbo"}', chunked=True)
+
+    assert status == 400
+    assert json.loads(body)["error"]["field"] == "syncType"
+    assert emulator.calls("sync") == []
+
+
+def test_local_host_gives_an_oversized_chunked_body_the_apps_413(local_host: int, emulator: Emulator) -> None:
+    status, _, body = send(local_host, "POST", "/api/sync", b"x" * 70_000, chunked=True)
+
+    assert status == 413
+    assert json.loads(body)["error"]["field"] == "body"
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "PURGE"])
+def test_local_host_answers_other_methods_405_in_json_with_allow(local_host: int, method: str) -> None:
+    status, headers, body = send(local_host, method, "/api/sync")
+
+    assert status == 405
+    assert headers["Allow"] == "GET, POST"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error"]["field"] == "method"
+
+
+def test_local_host_admin_endpoint_fires_only_non_http_functions(local_host: int, emulator: Emulator) -> None:
+    http_function = send(local_host, "POST", "/admin/functions/sync_http", b'{"input": ""}')
+    unknown = send(local_host, "POST", "/admin/functions/nothing", b'{"input": ""}')
+    timer = send(local_host, "POST", "/admin/functions/sync_timer", b'{"input": ""}')
+
+    assert http_function[0] == 400
+    assert "/api/sync" in json.loads(http_function[2])["error"]["message"]
+    assert unknown[0] == 404
+    assert json.loads(unknown[2])["error"]["code"] == "notFound"
+    assert timer[0] == 202
+    assert len(emulator.calls("sync")) == 2
+
+
+def test_local_host_on_a_taken_port_says_so_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        run = subprocess.run(  # noqa: S603 - our own script
+            [
+                sys.executable,
+                str(APP_ROOT / "scripts" / "local_host.py"),
+                "--once",
+                "--port",
+                str(taken.getsockname()[1]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert "already in use" in run.stderr
+    assert "PORT=" in run.stderr and "--port" in run.stderr

@@ -1,8 +1,13 @@
 """An HTTP front end over :class:`FunctionsHost`, routed the way the Functions host routes: ``/api/<route>`` for
-HTTP triggers (from ``function.json``), ``POST /admin/functions/<name>`` to run any other function now."""
+HTTP triggers (from ``function.json``), ``POST /admin/functions/<name>`` to run a non-HTTP function now.
+
+Where the app can see it, it behaves like the host: a chunked body reaches the function whole, a method the
+function does not take is a 405 with ``Allow``, and errors are JSON like the app's own.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -10,6 +15,13 @@ from typing import Any
 from tests.functions_host.host import FunctionsHost, Invocation
 
 Report = Callable[[str, Invocation], None]
+# Bodies past this are not read further (the function's own limit is far lower, and it answers 413 itself).
+MAX_BODY_BYTES = 1024 * 1024
+JSON = {"Content-Type": "application/json"}
+
+
+def json_error(status: int, code: str, message: str, **extra: str) -> tuple[int, dict[str, str], bytes]:
+    return status, dict(JSON), json.dumps({"error": {"code": code, "message": message, **extra}}).encode()
 
 
 class FrontEnd:
@@ -25,24 +37,41 @@ class FrontEnd:
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         route = path.split("?", 1)[0]
-        if route.startswith("/admin/functions/") and method == "POST":
-            name = route.rsplit("/", 1)[-1]
-            if name not in self.host.loaded:
-                return 404, {}, b""
-            self._report(f"{name} (fired by hand)", self.host.invoke_timer(name))
-            return 202, {}, b""
+        if route.startswith("/admin/functions/"):
+            return self._admin(method, route.rsplit("/", 1)[-1])
         if route not in self.routes:
-            return 404, {}, b""
+            return json_error(404, "notFound", f"no function is served at {route}")
         name, methods = self.routes[route]
         if method not in methods:
-            return 405, {"Allow": ", ".join(methods)}, b""
+            status, extra, answer = json_error(
+                405, "invalidRequest", f"method: use {' or '.join(methods)}", field="method"
+            )
+            return status, {**extra, "Allow": ", ".join(methods)}, answer
         invocation = self.host.invoke_http(
             name, method, f"http://localhost:{self.port}{path}", headers=headers, body=body
         )
         self._report(f"{method} {route}", invocation)
         if invocation.http is None:
-            return 500, {"Content-Type": "text/plain"}, (invocation.error or "no HTTP answer").encode()
+            return json_error(500, "internalError", invocation.error or "the function gave no HTTP answer")
         return invocation.http.status, invocation.http.headers, invocation.http.body
+
+    def _admin(self, method: str, name: str) -> tuple[int, dict[str, str], bytes]:
+        """The host's admin API runs non-HTTP functions; an HTTP function is called at its route instead."""
+        if method != "POST":
+            status, headers, answer = json_error(405, "invalidRequest", "method: use POST", field="method")
+            return status, {**headers, "Allow": "POST"}, answer
+        loaded = self.host.loaded.get(name)
+        if loaded is None:
+            return json_error(404, "notFound", f"no function named {name!r}; loaded: {', '.join(self.host.loaded)}")
+        if loaded.trigger.get("type") == "httpTrigger":
+            route = next(r for r, (function, _) in self.routes.items() if function == name)
+            return json_error(
+                400,
+                "invalidRequest",
+                f"{name} is HTTP-triggered: call it at {route}. /admin/functions/ runs non-HTTP functions only.",
+            )
+        self._report(f"{name} (fired by hand)", self.host.invoke_timer(name))
+        return 202, {}, b""
 
     def serve(self) -> ThreadingHTTPServer:
         front = self
@@ -51,18 +80,54 @@ class FrontEnd:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True
 
+            def __getattr__(self, name: str) -> Any:
+                # Every method reaches the routing, so one the function does not take is a JSON 405, never a 501.
+                if name.startswith("do_"):
+                    return self._any
+                raise AttributeError(name)
+
             def _any(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, headers, answer = front.handle(self.command, self.path, dict(self.headers.items()), body)
+                try:
+                    body = self._body()
+                except ValueError:
+                    self.close_connection = True
+                    status, headers, answer = json_error(400, "invalidRequest", "body: malformed chunked encoding")
+                else:
+                    status, headers, answer = front.handle(self.command, self.path, dict(self.headers.items()), body)
                 self.send_response(status)
                 for name, value in headers.items():
                     if name.lower() not in ("content-length", "transfer-encoding"):
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(answer)
+                if self.command != "HEAD":
+                    self.wfile.write(answer)
 
-            do_GET = do_POST = do_PUT = _any
+            def _body(self) -> bytes:
+                """The request body, whole, whether sent with Content-Length or chunked."""
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    return self._chunked_body()
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY_BYTES:
+                    self.close_connection = True
+                return self.rfile.read(min(length, MAX_BODY_BYTES + 1))
+
+            def _chunked_body(self) -> bytes:
+                parts: list[bytes] = []
+                received = 0
+                while True:
+                    size = int(self.rfile.readline(1024).split(b";", 1)[0].strip() or b"0", 16)
+                    if size == 0:
+                        break
+                    parts.append(self.rfile.read(min(size, MAX_BODY_BYTES + 1 - received)))
+                    received += len(parts[-1])
+                    if received > MAX_BODY_BYTES:
+                        self.close_connection = True  # the rest is not read: the connection cannot be reused
+                        return b"".join(parts)
+                    self.rfile.readline(1024)  # the CRLF after each chunk
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: each invocation goes to ``report`` instead."""
