@@ -14,17 +14,21 @@ import uuid
 from datetime import timedelta
 from typing import TextIO
 
-from shared import connectors, doctor, run
+from shared import doctor, run
 from shared.errors import (
     ConfigurationError,
     GraphForbidden,
     GraphNotFound,
-    InvalidConnectorId,
+    InvalidObjectId,
+    InvalidRequest,
     SyncAppError,
 )
 from shared.graph import Deadline, client_for
-from shared.permissions import PERMISSION, grant_app_role, token_claims
-from shared.settings import SYNC_TYPES, load_settings
+from shared.permissions import grant_app_roles, token_claims
+from shared.settings import load_settings
+from shared.targets import TARGETS, permissions_for
+from shared.targets.base import validate_object_id
+from shared.targets.exchange_connectors import SYNC_TYPES
 
 LISTER = doctor.LISTER
 
@@ -33,6 +37,9 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.command(args, out)
+    except InvalidRequest as exc:
+        print(f"error: {exc}", file=out)
+        return 2
     except ConfigurationError as exc:
         print(f"error: app setting {exc}", file=out)
         print(f"fix: Correct the app setting {exc.setting} (README, 'Settings').", file=out)
@@ -49,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="command")
 
-    grant = commands.add_parser("grant", help=f"grant {PERMISSION} to the app's managed identity")
+    grant = commands.add_parser("grant", help="grant the Graph permissions the targets need to the app's identity")
     grant.add_argument(
         "--principal-id",
         required=True,
@@ -57,35 +64,48 @@ def _parser() -> argparse.ArgumentParser:
         help="object (principal) id of the managed identity: az functionapp identity show -g RG -n APP "
         "--query principalId -o tsv",
     )
+    _target_option(grant)
     grant.set_defaults(command=_grant)
 
-    check = commands.add_parser("doctor", help="check settings, identity, permission and connectors")
+    check = commands.add_parser("doctor", help="check settings, identity, permissions and each target")
     check.add_argument("--max-age-hours", type=float, default=24, help="a connector not synced for longer is stale")
     check.add_argument(
         "--principal-id",
         type=_guid,
-        help="object id of the app's managed identity: checks its grant in the directory when doctor runs "
+        help="object id of the app's managed identity: checks its grants in the directory when doctor runs "
         "with your own sign-in (az login) instead of the identity's",
     )
+    _target_option(check)
     check.set_defaults(command=_doctor)
 
-    status = commands.add_parser("status", help="the connectors' state")
-    status.add_argument("--json", action="store_true", help="JSON instead of a table")
+    status = commands.add_parser("status", help="each target's objects and their state")
+    status.add_argument("--json", action="store_true", help="JSON (as GET /api/sync's targets) instead of tables")
+    _target_option(status)
     status.set_defaults(command=_status)
 
-    sync = commands.add_parser("sync", help="sync the connectors, as the functions do")
-    sync.add_argument("--type", choices=SYNC_TYPES, help="default: SYNC_TYPE")
+    sync = commands.add_parser("sync", help="sync the targets, as the functions do")
+    sync.add_argument("--type", choices=SYNC_TYPES, help="exchangeConnectors' sync type; default: SYNC_TYPE")
     sync.add_argument(
         "--connector",
         action="extend",
         nargs="+",
-        type=_connector_id,
+        type=_object_id,
         metavar="ID",
-        help="one or more connector ids; repeatable",
+        help="one or more Exchange connector ids (implies --target exchangeConnectors); repeatable",
     )
-    sync.add_argument("--dry-run", action="store_true", help="show the targets, sync nothing")
+    sync.add_argument(
+        "--id", action="extend", nargs="+", type=_object_id, metavar="ID", help="ids of the one --target's objects"
+    )
+    sync.add_argument("--dry-run", action="store_true", help="show what would be synced, sync nothing")
+    _target_option(sync)
     sync.set_defaults(command=_sync)
     return parser
+
+
+def _target_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--target", action="append", choices=TARGETS, metavar="NAME", help="repeatable; default: SYNC_TARGETS"
+    )
 
 
 def _guid(value: str) -> str:
@@ -95,11 +115,15 @@ def _guid(value: str) -> str:
         raise argparse.ArgumentTypeError(f"{value!r} is not an object id (a GUID)") from None
 
 
-def _connector_id(value: str) -> str:
+def _object_id(value: str) -> str:
     try:
-        return connectors.validate_connector_id(value)
-    except InvalidConnectorId as exc:
+        return validate_object_id(value)
+    except InvalidObjectId as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _targets(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(args.target)) if args.target else load_settings().targets
 
 
 def _grant(args: argparse.Namespace, out: TextIO) -> int:
@@ -107,7 +131,7 @@ def _grant(args: argparse.Namespace, out: TextIO) -> int:
     graph = client_for(settings.graph)
     deadline = Deadline(settings.graph.time_budget)
     try:
-        result = grant_app_role(graph, args.principal_id, deadline)
+        results = grant_app_roles(graph, args.principal_id, permissions_for(_targets(args)), deadline)
     except GraphForbidden as refused:
         print(
             f"error: Graph refused to grant the permission to {_signed_in_as(graph.token(deadline))}: "
@@ -124,9 +148,10 @@ def _grant(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
         )
         return 1
-    state = "was already granted" if result.already_granted else "is now granted"
-    print(f"{PERMISSION} {state} to {result.principal_id} (app role {result.app_role_id}).", file=out)
-    if not result.already_granted:
+    for result in results:
+        state = "was already granted" if result.already_granted else "is now granted"
+        print(f"{result.role} {state} to {result.principal_id} (app role {result.app_role_id}).", file=out)
+    if not all(result.already_granted for result in results):
         print(doctor.GRANT_DELAY, file=out)
     return 0
 
@@ -140,7 +165,9 @@ def _signed_in_as(token: str) -> str:
 
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
-    findings = doctor.diagnose(max_age=timedelta(hours=args.max_age_hours), principal_id=args.principal_id)
+    findings = doctor.diagnose(
+        max_age=timedelta(hours=args.max_age_hours), principal_id=args.principal_id, targets=args.target
+    )
     for finding in findings:
         print(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.topic}: {finding.detail}", file=out)
         if finding.fix:
@@ -153,41 +180,68 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:
-    """The connectors' state, and configured ids the tenant does not have (exit 1 while there are any)."""
-    found = run.target_states(load_settings())
-    columns = ("id", "status", "lastSyncDateTime", "serverName", "version")
-    states = [c.state() for c in found.connectors]
-    states += [{"id": missing, **dict.fromkeys(columns[1:]), "status": "missing"} for missing in found.missing]
+    """Each target's objects; configured ids the tenant does not have and targets that cannot be read make it 1."""
+    states = run.target_states(load_settings(), _targets(args))
     if args.json:
-        print(json.dumps(states, indent=2), file=out)
+        print(json.dumps({"targets": {state.target: state.as_dict() for state in states}}, indent=2), file=out)
     else:
-        rows = [[str(state[c] or "-") for c in columns] for state in states]
-        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-        for row in [list(columns), *rows]:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
-        if not states:
-            print("No Exchange connector found.", file=out)
-    for missing in found.missing:
-        print(
-            f"missing: {missing} is in EXCHANGE_CONNECTOR_IDS but not in the tenant; remove or correct it.",
-            file=sys.stderr if args.json else out,
-        )
-    return 1 if found.missing else 0
+        for state in states:
+            _print_table(state, out)
+    notes = sys.stderr if args.json else out
+    for state in states:
+        target = TARGETS[state.target]
+        for missing in state.missing:
+            print(
+                f"missing: {missing} is in {target.ids_setting} but not in the tenant; remove or correct it.",
+                file=notes,
+            )
+        if state.error is not None:
+            print(f"error: {state.target}: {state.error}", file=notes)
+            advice = run.remedy(state.error, target, lister=LISTER)
+            if advice:
+                print(f"fix: {advice}", file=notes)
+    return 1 if any(state.missing or state.error for state in states) else 0
+
+
+def _print_table(state: run.TargetState, out: TextIO) -> None:
+    target = TARGETS[state.target]
+    print(f"{state.target} ({target.version}, {target.permission})", file=out)
+    columns = ("id", *target.state_fields)
+    rows = [[_cell(target.state(o).get(c)) for c in columns] for o in state.objects]
+    rows += [[missing, "missing", *["-"] * (len(columns) - 2)] for missing in state.missing]
+    if not rows:
+        print(f"  {target.nothing_found() if state.error is None else 'could not be read'}", file=out)
+        return
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    for row in [list(columns), *rows]:
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return "-" if value is None else str(value)
 
 
 def _sync(args: argparse.Namespace, out: TextIO) -> int:
     settings = load_settings()
-    sync_type = args.type or settings.sync_type
+    targets = ("exchangeConnectors",) if args.connector else _targets(args)
+    ids = args.connector or args.id
+    if ids and len(targets) != 1:
+        raise InvalidRequest("--id", "needs exactly one --target")
     if args.dry_run:
         graph = client_for(settings.graph)
-        targets = run.resolve_targets(graph, settings, args.connector, Deadline(settings.graph.time_budget))
-        for connector_id in targets:
-            print(f"would sync {connector_id} ({sync_type})", file=out)
-        print(f"{len(targets)} connector(s); nothing was sent (--dry-run).", file=out)
+        deadline = Deadline(settings.graph.time_budget)
+        count = 0
+        for name in targets:
+            for obj in run.resolve_objects(graph, settings, TARGETS[name], ids, deadline):
+                print(f"would sync {name} {obj.id}", file=out)
+                count += 1
+        print(f"{count} object(s); nothing was sent (--dry-run).", file=out)
         return 0
-    report = run.run_sync(settings, sync_type, args.connector)
+    report = run.run_sync(settings, targets, ids=ids, sync_type=args.type)
     for result in report.results:
-        line = f"{result.outcome:<8}  {result.id}  request-id={result.request_id}"
+        line = f"{result.outcome:<8}  {result.target}  {result.id or '-'}  request-id={result.request_id}"
         print(f"{line}  {result.message}" if result.message else line, file=out)
     print(report.summary(), file=out)
     for advice in report.remedies(lister=LISTER):

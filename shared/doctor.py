@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from shared import connectors, run
+from shared import run
 from shared.errors import ConfigurationError, GraphError, IdentityUnavailable
 from shared.graph import Deadline, GraphClient, client_for
-from shared.permissions import PERMISSION, has_app_role, token_claims
+from shared.permissions import held_app_roles, token_claims
 from shared.settings import Settings, parse_settings, remember_secrets
+from shared.targets import TARGETS, permissions_for
 
 # What lists the connectors, as the operator at a terminal runs it (the webhook's answers name GET /api/sync).
 LISTER = "python -m shared status"
@@ -31,7 +32,11 @@ class Finding:
 
 
 def diagnose(
-    *, max_age: timedelta, principal_id: str | None = None, environ: Mapping[str, str] | None = None
+    *,
+    max_age: timedelta,
+    principal_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    targets: tuple[str, ...] | None = None,
 ) -> list[Finding]:
     """Every check, in the order an administrator would fix them; stops where later checks cannot run.
 
@@ -45,7 +50,9 @@ def diagnose(
     except ConfigurationError as exc:
         fix = f"Correct the app setting {exc.setting} (README, 'Settings')."
         return [Finding(False, "settings", str(exc), fix, invalid_setting=True)]
-    findings = [_settings_finding(settings), _schedule_finding(env.get("SYNC_SCHEDULE", ""))]
+    names = targets or settings.targets
+    roles = permissions_for(names)
+    findings = [_settings_finding(settings, names), _schedule_finding(env.get("SYNC_SCHEDULE", ""))]
     graph = client_for(settings.graph)
     try:
         claims = token_claims(graph.token(Deadline(settings.graph.time_budget)))
@@ -53,18 +60,19 @@ def diagnose(
         return [*findings, Finding(False, "credential", str(exc))]
     findings.append(_credential_finding(settings, claims))
     if principal_id and _is_user_token(claims):
-        findings.append(_identity_grant_finding(graph, settings, principal_id))
+        findings += _identity_grant_findings(graph, settings, principal_id, roles)
     else:
-        findings.append(_permission_finding(claims))
-    return findings + _connector_findings(settings, max_age)
+        findings += [_permission_finding(claims, role) for role in roles]
+    return findings + _target_findings(settings, names, max_age)
 
 
-def _settings_finding(settings: Settings) -> Finding:
-    targets = ", ".join(settings.connector_ids) or "every connector in the tenant"
+def _settings_finding(settings: Settings, names: tuple[str, ...]) -> Finding:
+    connectors = ", ".join(settings.connector_ids) or "every connector in the tenant"
     return Finding(
         True,
         "settings",
-        f"SYNC_TYPE={settings.sync_type}, GRAPH_ENDPOINT={settings.graph.endpoint}, targets: {targets}",
+        f"SYNC_TARGETS={','.join(names)}, SYNC_TYPE={settings.sync_type}, GRAPH_ENDPOINT={settings.graph.endpoint}, "
+        f"Exchange connectors: {connectors}",
     )
 
 
@@ -92,113 +100,80 @@ def _is_user_token(claims: dict[str, Any]) -> bool:
     return "upn" in claims or "scp" in claims
 
 
-def _identity_grant_finding(graph: GraphClient, settings: Settings, principal_id: str) -> Finding:
+def _identity_grant_findings(
+    graph: GraphClient, settings: Settings, principal_id: str, roles: tuple[str, ...]
+) -> list[Finding]:
     try:
-        granted = has_app_role(graph, principal_id, Deadline(settings.graph.time_budget))
+        held = held_app_roles(graph, principal_id, roles, Deadline(settings.graph.time_budget))
     except (GraphError, IdentityUnavailable) as exc:
-        return Finding(
+        return [
+            Finding(
+                False,
+                "permission",
+                f"could not read the app role assignments of {principal_id}: {exc}",
+                "Sign in (az login) as someone who may read the directory (Application.Read.All).",
+            )
+        ]
+    return [
+        Finding(True, "permission", f"the managed identity {principal_id} holds the app role {role}")
+        if role in held
+        else Finding(
             False,
             "permission",
-            f"could not read the app role assignments of {principal_id}: {exc}",
-            "Sign in (az login) as someone who may read the directory (Application.Read.All).",
+            f"the managed identity {principal_id} does not hold the app role {role}",
+            f"As an administrator: python -m shared grant --principal-id {principal_id}  (README, 'Grant the Graph "
+            f"permission'). {GRANT_DELAY}",
         )
-    if granted:
-        return Finding(True, "permission", f"the managed identity {principal_id} holds the app role {PERMISSION}")
-    return Finding(
-        False,
-        "permission",
-        f"the managed identity {principal_id} does not hold the app role {PERMISSION}",
-        f"As an administrator: python -m shared grant --principal-id {principal_id}  (README, 'Grant the Graph "
-        f"permission'). {GRANT_DELAY}",
-    )
+        for role in roles
+    ]
 
 
-def _permission_finding(claims: dict[str, Any]) -> Finding:
+def _permission_finding(claims: dict[str, Any], role: str) -> Finding:
     roles = claims.get("roles") or []
     scopes = str(claims.get("scp") or "").split()
-    if PERMISSION in roles:
-        return Finding(True, "permission", f"the token carries the application role {PERMISSION}")
-    if PERMISSION in scopes:
-        return Finding(True, "permission", f"the signed-in user's token carries the delegated scope {PERMISSION}")
+    if role in roles:
+        return Finding(True, "permission", f"the token carries the application role {role}")
+    if role in scopes:
+        return Finding(True, "permission", f"the signed-in user's token carries the delegated scope {role}")
     if _is_user_token(claims):
         return Finding(
             False,
             "permission",
-            f"the signed-in user's token lacks {PERMISSION} (scopes: {' '.join(scopes) or 'none'})",
+            f"the signed-in user's token lacks {role} (scopes: {' '.join(scopes) or 'none'})",
             "To check the app's managed identity from here, add --principal-id <its object id> "
             "(az functionapp identity show -g RG -n APP --query principalId -o tsv).",
         )
     return Finding(
         False,
         "permission",
-        f"the token has no application role {PERMISSION} (roles: {', '.join(roles) or 'none'})",
+        f"the token has no application role {role} (roles: {', '.join(roles) or 'none'})",
         f"As an administrator: python -m shared grant --principal-id {claims.get('oid')}  "
         f"(or the az rest commands in the README). {GRANT_DELAY}",
     )
 
 
-def _connector_findings(settings: Settings, max_age: timedelta) -> list[Finding]:
-    try:
-        states = run.target_states(settings)
-    except (GraphError, IdentityUnavailable) as exc:
-        return [Finding(False, "connectors", f"could not list them: {exc}", run.remedy(exc, lister=LISTER))]
-    findings = [
-        Finding(
-            False,
-            f"connector {connector_id}",
-            "is in EXCHANGE_CONNECTOR_IDS but not in the tenant",
-            "Remove it from EXCHANGE_CONNECTOR_IDS, or correct the id ('python -m shared status' lists them).",
-        )
-        for connector_id in states.missing
-    ]
-    if not states.connectors and not states.missing:
-        return [
+def _target_findings(settings: Settings, names: tuple[str, ...], max_age: timedelta) -> list[Finding]:
+    findings = []
+    now = datetime.now(timezone.utc)
+    for state in run.target_states(settings, names):
+        target = TARGETS[state.target]
+        if state.error is not None:
+            advice = run.remedy(state.error, target, lister=LISTER)
+            findings.append(Finding(False, state.target, f"could not read them: {state.error}", advice))
+            continue
+        findings += [
             Finding(
                 False,
-                "connectors",
-                "there is no Exchange connector in this tenant, so there is nothing to sync",
-                "Microsoft ended support for the on-premises Intune Exchange connector on 19 February 2024; "
-                "if one was never installed or was retired, this app has nothing to do.",
+                f"{state.target} {missing}",
+                f"is in {target.ids_setting} but not in the tenant",
+                f"Remove it from {target.ids_setting}, or correct the id ('{LISTER}' lists them).",
             )
+            for missing in state.missing
         ]
-    now = datetime.now(timezone.utc)
-    return [_connector_finding(c, now, max_age) for c in states.connectors] + findings
-
-
-def _connector_finding(connector: connectors.ExchangeConnector, now: datetime, max_age: timedelta) -> Finding:
-    topic = f"connector {connector.id}"
-    last_sync = _parse_graph_datetime(connector.last_sync)
-    if connector.status != "connected":
-        return Finding(
-            False,
-            topic,
-            f"status is {connector.status or 'unknown'} (server {connector.server_name or 'unknown'})",
-            "Check the Intune Exchange connector service on its server. Microsoft ended support for the "
-            "on-premises connector on 19 February 2024: plan the move to Exchange Online or hybrid modern auth.",
-        )
-    if last_sync is None:
-        return Finding(False, topic, "has never synced", "Run 'python -m shared sync' and check again later.")
-    age = now - last_sync
-    hours = age.total_seconds() / 3600
-    if age > max_age:
-        return Finding(
-            False,
-            topic,
-            f"last synced {hours:.1f} h ago, more than {max_age.total_seconds() / 3600:g} h",
-            "Check the connector's server; a sync request is accepted by Intune but runs on the connector.",
-        )
-    return Finding(True, topic, f"connected, last synced {hours:.1f} h ago")
-
-
-def _parse_graph_datetime(value: str | None) -> datetime | None:
-    """Graph's DateTimeOffset, which has 7 fractional digits; its 'never' is year 1."""
-    if not value:
-        return None
-    normalised = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(normalised)
-    except ValueError:
-        return None
-    if parsed.year <= 1:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        if not state.objects and not state.missing:
+            advice = target.none_advice
+            findings.append(Finding(advice is None, state.target, target.nothing_found(), advice))
+        for obj in state.objects:
+            health = target.health(obj, now, max_age)
+            findings.append(Finding(health.ok, f"{state.target} {obj.id}", health.detail, health.fix))
+    return findings

@@ -37,8 +37,8 @@ class ConfigurationError(SyncAppError):
         self.message = message
 
 
-class InvalidConnectorId(SyncAppError, ValueError):
-    """A connector id that must never reach a URL."""
+class InvalidObjectId(SyncAppError, ValueError):
+    """An object id that must never reach a URL."""
 
 
 class IdentityUnavailable(SyncAppError):
@@ -105,16 +105,39 @@ class TimeBudgetExhausted(GraphError):
     retry_after = 60
 
 
-class UnknownConnector(SyncAppError):
-    """Requested connector ids that are not targets: outside ``EXCHANGE_CONNECTOR_IDS`` or not in the tenant."""
+class UnknownObject(SyncAppError):
+    """Requested ids that are not a target's objects: outside its configured ids, or not in the tenant."""
 
-    def __init__(self, ids: list[str], reason: str) -> None:
+    def __init__(self, ids: list[str], reason: str, *, target: str, kind: str = "unknownObject") -> None:
         super().__init__(f"{reason}: {', '.join(ids)}")
         self.ids = ids
+        self.target = target
+        self._kind = kind
+
+    @property
+    def kind(self) -> str:
+        return self._kind
 
 
-class NoConnectors(SyncAppError):
-    """The tenant has no Exchange connector, so there is nothing to sync."""
+class NothingToSync(SyncAppError):
+    """The run's targets have no object in the tenant, so there is nothing to sync."""
+
+    def __init__(self, message: str, *, target: str | None, kind: str = "nothingToSync") -> None:
+        super().__init__(message)
+        self.target = target
+        self._kind = kind
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+
+class UnknownTarget(SyncAppError):
+    """A name that is no sync target."""
+
+
+class TargetNotEnabled(SyncAppError):
+    """A sync target that ``SYNC_TARGETS`` does not enable."""
 
 
 class SyncFailed(SyncAppError):

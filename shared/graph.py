@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import AccessTokenInfo, SupportsTokenInfo
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.identity import AzureCliCredential, ManagedIdentityCredential
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
@@ -147,11 +148,18 @@ class GraphClient:
         return f"{self.settings.endpoint}{path}"
 
     def request(
-        self, method: str, url: str, *, deadline: Deadline, json_body: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        deadline: Deadline,
+        json_body: Mapping[str, Any] | None = None,
+        final_statuses: frozenset[int] = frozenset(),
     ) -> GraphResponse:
         """Send one Graph call, retrying what Graph documents as transient, within ``deadline``.
 
-        Throttling guidance: https://learn.microsoft.com/graph/throttling
+        ``final_statuses`` are answers this call takes as they come, never retried (a resource's own "already
+        running" or "too soon"). Throttling guidance: https://learn.microsoft.com/graph/throttling
         """
         url = self._own(url)
         path = url[len(self.settings.endpoint) :]
@@ -169,7 +177,10 @@ class GraphClient:
                 token_renewed = True
                 continue
             wait = _retry_after(response)
-            if response is not None and not retry.is_retry(method, response.status_code, wait is not None):
+            if response is not None and (
+                response.status_code in final_statuses
+                or not retry.is_retry(method, response.status_code, wait is not None)
+            ):
                 return _result(response, client_request_id, self._token_context())
             try:
                 retry = retry.increment(method, url, response=response.raw if response else None, error=failure)
@@ -345,6 +356,10 @@ def _identity_failure(exc: Exception) -> str:
     """
     if isinstance(exc, AttributeError | KeyError | TypeError | IndexError):
         return "the identity endpoint's answer is not the token JSON it documents"
+    if isinstance(exc, ServiceRequestError):
+        return "the identity endpoint could not be reached (the connection failed or timed out)"
+    if isinstance(exc, ServiceResponseError):
+        return "the identity endpoint's answer broke off or did not come in time"
     text = str(exc).strip()
     answered = _MSAL_ENDPOINT_ERROR.search(text)
     if answered is None:

@@ -1,4 +1,4 @@
-"""The Graph application permission this app needs: reading a token's claims, and granting the role.
+"""The Graph application permissions the targets need: reading a token's claims, and granting the roles.
 
 Granting: https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto
 """
@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from shared.connectors import PERMISSION
 from shared.errors import GraphError, GraphProtocolError
 from shared.graph import Deadline, GraphClient
-
-__all__ = ["PERMISSION", "GrantResult", "grant_app_role", "graph_service_principal", "has_app_role", "token_claims"]
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
@@ -24,6 +21,7 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 @dataclass(frozen=True)
 class GrantResult:
     principal_id: str
+    role: str
     app_role_id: str
     already_granted: bool
 
@@ -38,9 +36,17 @@ def token_claims(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
-def grant_app_role(graph: GraphClient, principal_id: str, deadline: Deadline, role: str = PERMISSION) -> GrantResult:
-    """Assign Graph's application role ``role`` to a service principal (a managed identity); idempotent."""
+def grant_app_roles(
+    graph: GraphClient, principal_id: str, roles: tuple[str, ...], deadline: Deadline
+) -> list[GrantResult]:
+    """Assign each of Graph's application roles ``roles`` to a service principal (a managed identity); idempotent."""
     service_principal = graph_service_principal(graph, deadline)
+    return [_grant(graph, service_principal, principal_id, role, deadline) for role in roles]
+
+
+def _grant(
+    graph: GraphClient, service_principal: dict[str, Any], principal_id: str, role: str, deadline: Deadline
+) -> GrantResult:
     role_id = _app_role_id(service_principal, role)
     graph_sp_id = service_principal["id"]
     try:
@@ -53,27 +59,28 @@ def grant_app_role(graph: GraphClient, principal_id: str, deadline: Deadline, ro
     except GraphError as exc:
         # Graph gives an existing assignment no code of its own (Request_BadRequest), only this message.
         if exc.status == 400 and "already exists" in exc.message:
-            return GrantResult(principal_id, role_id, already_granted=True)
+            return GrantResult(principal_id, role, role_id, already_granted=True)
         raise
-    return GrantResult(principal_id, role_id, already_granted=False)
+    return GrantResult(principal_id, role, role_id, already_granted=False)
 
 
-def has_app_role(graph: GraphClient, principal_id: str, deadline: Deadline, role: str = PERMISSION) -> bool:
-    """Whether a service principal holds Graph's application role ``role``, as Graph's directory says now.
+def held_app_roles(graph: GraphClient, principal_id: str, roles: tuple[str, ...], deadline: Deadline) -> set[str]:
+    """Which of Graph's application roles ``roles`` a service principal holds, as Graph's directory says now.
 
     Unlike a token's ``roles``, this shows a new grant at once (tokens are cached for up to 24 hours).
     """
     service_principal = graph_service_principal(graph, deadline)
-    role_id = _app_role_id(service_principal, role)
+    wanted = {_app_role_id(service_principal, role): role for role in roles}
     url = graph.url(f"/v1.0/servicePrincipals/{quote(principal_id, safe='')}/appRoleAssignments")
     found = graph.request("GET", url, deadline=deadline).body
     assignments = found.get("value") if isinstance(found, dict) else None
     if not isinstance(assignments, list):
         raise GraphProtocolError("Graph's list of app role assignments is not a collection")
-    return any(
-        isinstance(a, dict) and a.get("appRoleId") == role_id and a.get("resourceId") == service_principal["id"]
+    return {
+        wanted[a["appRoleId"]]
         for a in assignments
-    )
+        if isinstance(a, dict) and a.get("appRoleId") in wanted and a.get("resourceId") == service_principal["id"]
+    }
 
 
 def _app_role_id(service_principal: dict[str, Any], role: str) -> str:

@@ -1,4 +1,9 @@
-"""A sync run: which connectors, sync each, and a report. One connector's failure never stops the others."""
+"""A sync run: which targets and objects, sync each, and one report.
+
+One object's failure never stops the others, and one target's never stops the other targets. Only what would
+fail every further call stops the run (no token, the time budget used up); throttling stops the rest of its own
+target, whose resource Graph is throttling.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Literal
 
-from shared import connectors
 from shared.coalescing import Deferred, SyncGate
 from shared.errors import (
     GraphError,
@@ -17,27 +22,33 @@ from shared.errors import (
     GraphThrottled,
     GraphUnauthorized,
     IdentityUnavailable,
-    NoConnectors,
+    NothingToSync,
     SyncAppError,
     SyncFailed,
     TimeBudgetExhausted,
-    UnknownConnector,
+    UnknownObject,
 )
 from shared.graph import Deadline, GraphClient, client_for
-from shared.settings import Settings, SyncType, load_settings
+from shared.settings import Settings, load_settings
+from shared.targets import TARGETS, Skip, SyncObject, Target
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["accepted", "failed", "skipped"]
-# After these, every further call would fail the same way or add to the throttling: stop sending.
-RUN_STOPPING = (GraphThrottled, IdentityUnavailable, TimeBudgetExhausted)
-# Per process: requests for a sync already in flight join it; SYNC_MIN_INTERVAL_SECONDS paces each connector.
-_GATE: SyncGate[ConnectorResult] = SyncGate()
+# After these, every further call would fail the same way: stop sending for the rest of the run.
+RUN_STOPPING = (IdentityUnavailable, TimeBudgetExhausted)
+# After this, further calls to the same target would only add to the throttling of its resource.
+TARGET_STOPPING = (GraphThrottled,)
+# Per process: requests for a sync already in flight join it; SYNC_MIN_INTERVAL_SECONDS paces each object.
+_GATE: SyncGate[ObjectResult] = SyncGate()
 
 
 @dataclass(frozen=True)
-class ConnectorResult:
-    id: str
+class ObjectResult:
+    """One object's outcome. ``id`` is None when the target's objects could not be read at all."""
+
+    target: str
+    id: str | None
     outcome: Outcome
     duration_ms: int
     graph_status: int | None = None
@@ -46,43 +57,53 @@ class ConnectorResult:
     coalesced: bool = False
     next_allowed: str | None = None
     reason: str | None = None
+    detail: str | None = None
     error: SyncAppError | None = field(default=None, compare=False)
 
     @property
     def error_code(self) -> str | None:
+        """This app's own code; Graph's code, when Graph gave one, is ``graph_error_code``."""
+        if self.error is None:
+            return None
+        return "notAttempted" if self.outcome == "skipped" else self.error.kind
+
+    @property
+    def graph_error_code(self) -> str | None:
+        return getattr(self.error, "code", None) if self.outcome == "failed" else None
+
+    @property
+    def message(self) -> str | None:
+        if self.detail is not None:
+            return self.detail
         if self.error is None:
             return None
         if self.outcome == "skipped":
-            return "notAttempted"
-        return getattr(self.error, "code", None) or self.error.kind
+            return f"not attempted: an earlier call stopped the run ({self.error.kind})"
+        return str(self.error)
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "target": self.target,
             "id": self.id,
             "outcome": self.outcome,
+            "reason": self.reason,
             "graphStatus": self.graph_status,
             "requestId": self.request_id,
             "clientRequestId": self.client_request_id,
             "errorCode": self.error_code,
+            "graphErrorCode": self.graph_error_code,
             "message": self.message,
             "durationMs": self.duration_ms,
             "coalesced": self.coalesced,
             "nextAllowedAt": self.next_allowed,
         }
 
-    @property
-    def message(self) -> str | None:
-        if self.error is None:
-            return self.reason
-        if self.outcome == "skipped":
-            return f"not attempted: an earlier call stopped the run ({self.error.kind})"
-        return str(self.error)
-
 
 @dataclass(frozen=True)
 class SyncReport:
-    sync_type: SyncType
-    results: tuple[ConnectorResult, ...]
+    targets: tuple[str, ...]
+    sync_type: str | None
+    results: tuple[ObjectResult, ...]
     duration_ms: int
 
     def count(self, outcome: Outcome) -> int:
@@ -90,34 +111,41 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        """Nothing failed: every connector was accepted, or deliberately skipped (SYNC_MIN_INTERVAL_SECONDS)."""
-        return all(r.error is None for r in self.results)
+        """Nothing failed: every object was accepted, or deliberately skipped."""
+        return all(r.outcome != "failed" and r.error is None for r in self.results)
 
     @property
     def errors(self) -> list[SyncAppError]:
         return [r.error for r in self.results if r.error is not None]
 
     def remedies(self, lister: str = "GET /api/sync") -> list[str]:
-        """What to do, once per kind of problem, for every connector that failed or was not attempted."""
-        return sorted({text for text in (remedy(e, lister=lister) for e in self.errors) if text})
+        """What to do, once per kind of problem, for every object that failed or was not attempted."""
+        found = (remedy(r.error, TARGETS[r.target], lister) for r in self.results if r.error is not None)
+        return sorted({text for text in found if text})
+
+    def failures(self) -> list[str]:
+        """The targets whose objects could not even be read, with why."""
+        return [r.message for r in self.results if r.id is None and r.outcome == "failed" and r.message]
 
     def __str__(self) -> str:
         """The one-line summary, formatted only when a log line is actually written."""
         return self.summary()
 
     def summary(self) -> str:
+        names = ", ".join(f"{t} ({self.sync_type})" if TARGETS[t].takes_sync_type else t for t in self.targets)
         return (
-            f"Exchange connector sync ({self.sync_type}): {self.count('accepted')} accepted, "
-            f"{self.count('failed')} failed, {self.count('skipped')} skipped in {self.duration_ms} ms"
+            f"Sync of {names}: {self.count('accepted')} accepted, {self.count('failed')} failed, "
+            f"{self.count('skipped')} skipped in {self.duration_ms} ms"
         )
 
 
-def remedy(error: SyncAppError, lister: str = "GET /api/sync") -> str | None:
-    """What an administrator should do about ``error``, in one sentence; ``lister`` is how they list connectors
+def remedy(error: SyncAppError, target: Target | None = None, lister: str = "GET /api/sync") -> str | None:
+    """What an administrator should do about ``error``, in one sentence; ``lister`` is how they list objects
     from where they are (the webhook, or the command line)."""
     if isinstance(error, GraphForbidden):
+        permission = target.permission if target else "the permission each target needs (README, 'Sync targets')"
         return (
-            f"Graph refused the call: grant the Microsoft Graph application permission {connectors.PERMISSION} to the "
+            f"Graph refused the call: grant the Microsoft Graph application permission {permission} to the "
             "Function App's managed identity (README, 'Grant the Graph permission'), and check that the tenant "
             "has an active Intune licence. A new grant can take up to 24 hours to reach the identity's tokens."
         )
@@ -126,129 +154,205 @@ def remedy(error: SyncAppError, lister: str = "GET /api/sync") -> str | None:
             "Graph refused the token: check that GRAPH_ENDPOINT is the Graph root of this tenant's cloud and "
             "that the managed identity belongs to this tenant."
         )
-    if isinstance(error, NoConnectors):
-        return (
-            "Microsoft ended support for the on-premises Intune Exchange connector on 19 February 2024; if none "
-            "was ever installed or it was retired, there is nothing to sync."
-        )
-    if isinstance(error, GraphNotFound | UnknownConnector):
-        return (
-            "No such Exchange connector in this tenant: check EXCHANGE_CONNECTOR_IDS or the requested id "
-            f"({lister} lists the connectors)."
-        )
+    if isinstance(error, NothingToSync):
+        return (target.none_advice if target else None) or None
+    if isinstance(error, GraphNotFound | UnknownObject):
+        noun = target.noun if target else "object"
+        where = f"{target.ids_setting} or the requested id" if target and target.ids_setting else "the requested id"
+        return f"No such {noun} in this tenant: check {where} ({lister} lists them)."
     if isinstance(error, GraphThrottled):
         return f"Graph is throttling this app: try again in {error.retry_after} s."
     return None
 
 
 @dataclass(frozen=True)
-class TargetStates:
-    """The targets as the tenant has them now, and configured ids the tenant does not have."""
+class TargetState:
+    """A target's objects as the tenant has them now; configured ids it does not have; or why it could not be read."""
 
-    connectors: tuple[connectors.ExchangeConnector, ...]
-    missing: tuple[str, ...]
+    target: str
+    objects: tuple[SyncObject, ...] = ()
+    missing: tuple[str, ...] = ()
+    error: SyncAppError | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        target = TARGETS[self.target]
+        body: dict[str, object] = {
+            "version": target.version,
+            "permission": target.permission,
+            "objects": [target.state(o) for o in self.objects],
+        }
+        if target.ids_setting:
+            body["missing"] = list(self.missing)
+        if self.error is not None:
+            body["error"] = {"code": self.error.kind, "message": str(self.error)}
+        return body
 
 
-def target_states(settings: Settings, requested: Sequence[str] | None = None) -> TargetStates:
-    """One paged list call; ``requested`` ids must be targets that exist, else :class:`UnknownConnector`."""
+def target_states(
+    settings: Settings, targets: Sequence[str] | None = None, requested: Sequence[str] | None = None
+) -> list[TargetState]:
+    """Each target's objects, read from Graph (one list or one GET each); ``requested`` narrows a single target to
+    these ids, which must exist. A target that cannot be read is reported with its error, not raised."""
     graph = client_for(settings.graph)
-    found = {c.id: c for c in connectors.list_connectors(graph, Deadline(settings.graph.time_budget))}
-    targets = settings.connector_ids or tuple(found)
-    unknown = [i for i in requested or () if i not in found or i not in targets]
+    deadline = Deadline(settings.graph.time_budget)
+    states = []
+    for name in targets or settings.targets:
+        target = TARGETS[name]
+        try:
+            found = {o.id: o for o in target.read(graph, deadline)}
+        except (GraphError, IdentityUnavailable) as exc:
+            states.append(TargetState(name, error=exc))
+            continue
+        configured = settings.ids_for(name)
+        allowed = configured or tuple(found)
+        _check_requested(target, requested, [i for i in allowed if i in found], configured)
+        chosen = requested or allowed
+        objects = tuple(found[i] for i in chosen if i in found)
+        states.append(TargetState(name, objects, tuple(i for i in configured if i not in found)))
+    return states
+
+
+def resolve_objects(
+    graph: GraphClient, settings: Settings, target: Target, requested: Sequence[str] | None, deadline: Deadline
+) -> list[SyncObject]:
+    """The objects a run acts on. Configured ids need no Graph call; requested ones must be known."""
+    configured = settings.ids_for(target.name)
+    if configured:
+        _check_requested(target, requested, configured, configured)
+        return [SyncObject(target.name, i) for i in requested or configured]
+    found = {o.id: o for o in target.read(graph, deadline)}
+    _check_requested(target, requested, tuple(found), ())
+    return [found[i] for i in requested] if requested else list(found.values())
+
+
+def _check_requested(
+    target: Target, requested: Sequence[str] | None, known: Sequence[str], configured: Sequence[str]
+) -> None:
+    unknown = [i for i in requested or () if i not in known]
     if unknown:
-        raise UnknownConnector(unknown, "no such Exchange connector among this app's targets")
-    return TargetStates(
-        tuple(found[i] for i in requested or targets if i in found),
-        tuple(i for i in settings.connector_ids if i not in found),
-    )
+        where = f"not in {target.ids_setting}" if configured else f"no {target.noun} with this id in the tenant"
+        raise UnknownObject(unknown, where, target=target.name, kind=target.unknown_code)
 
 
-def resolve_targets(
-    graph: GraphClient, settings: Settings, requested: Sequence[str] | None, deadline: Deadline
-) -> tuple[str, ...]:
-    """The connector ids a run acts on. Configured ids need no Graph call; requested ones must be known."""
-    if settings.connector_ids:
-        unknown = [i for i in requested or () if i not in settings.connector_ids]
-        if unknown:
-            raise UnknownConnector(unknown, "not in EXCHANGE_CONNECTOR_IDS")
-        return tuple(requested or settings.connector_ids)
-    in_tenant = [c.id for c in connectors.list_connectors(graph, deadline)]
-    unknown = [i for i in requested or () if i not in in_tenant]
-    if unknown:
-        raise UnknownConnector(unknown, "no Exchange connector with this id in the tenant")
-    return tuple(requested or in_tenant)
-
-
-def run_sync(settings: Settings, sync_type: SyncType, requested: Sequence[str] | None = None) -> SyncReport:
-    """Sync every target connector; raises only when the targets themselves cannot be resolved."""
+def run_sync(
+    settings: Settings,
+    targets: Sequence[str] | None = None,
+    *,
+    ids: Sequence[str] | None = None,
+    sync_type: str | None = None,
+) -> SyncReport:
+    """Sync every object of ``targets`` (default ``SYNC_TARGETS``); ``ids`` narrows a single target. Raises only
+    for requested ids that are not the target's objects."""
     started = time.monotonic()
+    names = tuple(targets or settings.targets)
     deadline = Deadline(settings.graph.time_budget)
     graph = client_for(settings.graph)
-    targets = resolve_targets(graph, settings, requested, deadline)
-    results: list[ConnectorResult] = []
+    kind_of_sync = (sync_type or settings.sync_type) if any(TARGETS[n].takes_sync_type for n in names) else None
+    results: list[ObjectResult] = []
     stopped_by: SyncAppError | None = None
-    for connector_id in targets:
+    for name in names:
+        target = TARGETS[name]
         if stopped_by is not None:
-            results.append(ConnectorResult(connector_id, "skipped", 0, error=stopped_by))
-        else:
-            results.append(_sync_gated(graph, settings, connector_id, sync_type, deadline))
-            if isinstance(results[-1].error, RUN_STOPPING):
-                stopped_by = results[-1].error
-        _log_result(results[-1])
-    return SyncReport(sync_type, tuple(results), _ms_since(started))
+            results.append(ObjectResult(name, None, "skipped", 0, reason="notAttempted", error=stopped_by))
+            _log_result(results[-1])
+            continue
+        read_started = time.monotonic()
+        try:
+            objects = resolve_objects(graph, settings, target, ids, deadline)
+        except (GraphError, IdentityUnavailable) as exc:
+            results.append(
+                ObjectResult(
+                    name,
+                    None,
+                    "failed",
+                    _ms_since(read_started),
+                    graph_status=getattr(exc, "status", None),
+                    request_id=getattr(exc, "request_id", None),
+                    client_request_id=getattr(exc, "client_request_id", None),
+                    detail=f"Could not list the {name} to sync: {exc}",
+                    error=exc,
+                )
+            )
+            _log_result(results[-1])
+            stopped_by = exc if isinstance(exc, RUN_STOPPING) else None
+            continue
+        if not objects:
+            log.log(logging.WARNING if target.none_advice else logging.INFO, "%s: %s", name, target.nothing_found())
+        throttled: SyncAppError | None = None
+        for obj in objects:
+            held_by = stopped_by or throttled
+            if held_by is not None:
+                result = ObjectResult(name, obj.id, "skipped", 0, reason="notAttempted", error=held_by)
+            else:
+                result = _sync_gated(graph, settings, target, obj, sync_type=kind_of_sync, deadline=deadline)
+                if isinstance(result.error, RUN_STOPPING):
+                    stopped_by = result.error
+                elif isinstance(result.error, TARGET_STOPPING):
+                    throttled = result.error
+            results.append(result)
+            _log_result(result)
+    return SyncReport(names, kind_of_sync, tuple(results), _ms_since(started))
 
 
 def scheduled_sync(*, past_due: bool) -> SyncReport:
-    """The timer's run: ``SYNC_TYPE`` for every target; raises :class:`SyncFailed` after trying them all."""
+    """The timer's run: every target in ``SYNC_TARGETS``; raises :class:`SyncFailed` after trying them all."""
     if past_due:
         log.warning("The sync timer is past due: the previous run was missed or overran (host restart, scale-in)")
     settings = load_settings()
-    try:
-        report = run_sync(settings, settings.sync_type)
-    except (GraphError, IdentityUnavailable) as exc:
-        raise SyncFailed(
-            " ".join(filter(None, [f"Could not list the connectors to sync: {exc}", remedy(exc)]))
-        ) from None
-    if not report.results:
-        log.warning(
-            "No Exchange connector found in the tenant, so nothing was synced. Likely causes: none was ever "
-            "installed, or it was retired (Microsoft ended support for the on-premises Intune Exchange connector "
-            "on 19 February 2024). Set EXCHANGE_CONNECTOR_IDS to name connectors explicitly."
-        )
-        return report
+    report = run_sync(settings)
     log.info("%s", report)
     if not report.ok:
-        raise SyncFailed(" ".join([report.summary(), *report.remedies()]))
+        raise SyncFailed(" ".join([report.summary(), *report.failures(), *report.remedies()]))
     return report
 
 
 def _sync_gated(
-    graph: GraphClient, settings: Settings, connector_id: str, sync_type: SyncType, deadline: Deadline
-) -> ConnectorResult:
+    graph: GraphClient,
+    settings: Settings,
+    target: Target,
+    obj: SyncObject,
+    *,
+    sync_type: str | None,
+    deadline: Deadline,
+) -> ObjectResult:
     decision = _GATE.submit(
-        (settings.graph.endpoint, connector_id),
+        (settings.graph.endpoint, target.name, obj.id),
         sync_type,
-        lambda: _sync_one(graph, connector_id, sync_type, deadline),
+        lambda: _sync_one(graph, target, obj, sync_type, deadline),
         accepted=lambda result: result.outcome == "accepted",
         min_interval=settings.min_interval,
     )
     if isinstance(decision, Deferred):
         at = decision.next_allowed.isoformat(timespec="seconds")
-        reason = (
+        detail = (
             f"this instance synced it less than {settings.min_interval:g} s ago (SYNC_MIN_INTERVAL_SECONDS); "
             f"the next sync is allowed at {at}"
         )
-        return ConnectorResult(connector_id, "skipped", 0, next_allowed=at, reason=reason)
+        return ObjectResult(target.name, obj.id, "skipped", 0, next_allowed=at, reason="tooSoon", detail=detail)
     return replace(decision.result, coalesced=True) if decision.joined else decision.result
 
 
-def _sync_one(graph: GraphClient, connector_id: str, sync_type: SyncType, deadline: Deadline) -> ConnectorResult:
+def _sync_one(
+    graph: GraphClient, target: Target, obj: SyncObject, sync_type: str | None, deadline: Deadline
+) -> ObjectResult:
     started = time.monotonic()
+    skip = target.before_sync(obj, datetime.now(timezone.utc))
+    if skip is not None:
+        return _skipped(target, obj, skip, 0)
     try:
-        answer = connectors.sync_connector(graph, connector_id, sync_type, deadline)
+        answer = target.sync(graph, obj, deadline, sync_type)
     except (GraphError, IdentityUnavailable) as exc:
-        return ConnectorResult(
-            connector_id,
+        refused = target.after_refusal(exc, obj, datetime.now(timezone.utc)) if isinstance(exc, GraphError) else None
+        if refused is not None:
+            return replace(
+                _skipped(target, obj, refused, _ms_since(started)),
+                graph_status=exc.status,
+                request_id=exc.request_id,
+                client_request_id=exc.client_request_id,
+            )
+        return ObjectResult(
+            target.name,
+            obj.id,
             "failed",
             _ms_since(started),
             graph_status=getattr(exc, "status", None),
@@ -256,8 +360,9 @@ def _sync_one(graph: GraphClient, connector_id: str, sync_type: SyncType, deadli
             client_request_id=getattr(exc, "client_request_id", None),
             error=exc,
         )
-    return ConnectorResult(
-        connector_id,
+    return ObjectResult(
+        target.name,
+        obj.id,
         "accepted",
         _ms_since(started),
         graph_status=answer.status,
@@ -266,19 +371,32 @@ def _sync_one(graph: GraphClient, connector_id: str, sync_type: SyncType, deadli
     )
 
 
-def _log_result(result: ConnectorResult) -> None:
-    level = logging.WARNING if result.error else logging.INFO
+def _skipped(target: Target, obj: SyncObject, skip: Skip, duration_ms: int) -> ObjectResult:
+    at = skip.next_allowed.isoformat(timespec="seconds") if skip.next_allowed else None
+    return ObjectResult(
+        target.name, obj.id, "skipped", duration_ms, next_allowed=at, reason=skip.reason, detail=skip.message
+    )
+
+
+def _log_result(result: ObjectResult) -> None:
+    level = logging.WARNING if result.outcome == "failed" or result.error else logging.INFO
     log.log(
         level,
-        "connector=%s outcome=%s graph-status=%s request-id=%s client-request-id=%s duration-ms=%d%s",
-        result.id,
+        "target=%s id=%s outcome=%s%s graph-status=%s request-id=%s client-request-id=%s duration-ms=%d%s",
+        result.target,
+        result.id or "-",
         result.outcome,
+        f" reason={result.reason}" if result.reason else "",
         result.graph_status,
         result.request_id,
         result.client_request_id,
         result.duration_ms,
-        f" error={result.error_code}: {result.message}" if result.error else "",
+        f" error={result.error_code}: {result.message}" if result.error else _detail(result),
     )
+
+
+def _detail(result: ObjectResult) -> str:
+    return f" detail={result.detail}" if result.detail else ""
 
 
 def _ms_since(started: float) -> int:

@@ -7,16 +7,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Literal, cast
+from typing import cast
 from urllib.parse import urlsplit
 
-from shared.connectors import validate_connector_id
-from shared.errors import ConfigurationError, InvalidConnectorId
+from shared.errors import ConfigurationError, InvalidObjectId
 from shared.graph import GraphSettings
 from shared.redaction import remember
-
-SyncType = Literal["deltaSync", "fullSync"]
-SYNC_TYPES: tuple[SyncType, ...] = ("deltaSync", "fullSync")
+from shared.targets import DEFAULT, TARGETS
+from shared.targets.base import validate_object_id
+from shared.targets.exchange_connectors import SYNC_TYPES, SyncType, is_sync_type
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -28,12 +27,18 @@ class Settings:
     connector_ids: tuple[str, ...]
     sync_type: SyncType
     graph: GraphSettings
+    targets: tuple[str, ...] = DEFAULT
     min_interval: float = 0
     webhook_secret: str | None = field(default=None, repr=False)
+
+    def ids_for(self, target: str) -> tuple[str, ...]:
+        """The objects a setting names for ``target`` (only the Exchange connectors have such a setting)."""
+        return self.connector_ids if TARGETS[target].ids_setting == "EXCHANGE_CONNECTOR_IDS" else ()
 
 
 # Every name parse_settings reads.
 SETTING_NAMES = (
+    "SYNC_TARGETS",
     "EXCHANGE_CONNECTOR_IDS",
     "SYNC_TYPE",
     "GRAPH_ENDPOINT",
@@ -75,14 +80,20 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
             max_retries=int(_number(env, "GRAPH_MAX_RETRIES", default=4, low=0, high=10, whole=True)),
             backoff=_number(env, "GRAPH_RETRY_BACKOFF_SECONDS", default=1, low=0, high=30),
         ),
+        targets=_targets(env.get("SYNC_TARGETS", "")),
         min_interval=_number(env, "SYNC_MIN_INTERVAL_SECONDS", default=0, low=0, high=86400),
         webhook_secret=env.get("WEBHOOK_HMAC_SECRET") or None,
     )
 
 
-def is_sync_type(value: object) -> bool:
-    """Graph's enum is case-sensitive, so only its exact spellings pass."""
-    return value in SYNC_TYPES
+def _targets(raw: str) -> tuple[str, ...]:
+    names = [part for part in re.split(r"[\s,;]+", raw) if part]
+    unknown = [name for name in names if name not in TARGETS]
+    if unknown:
+        raise ConfigurationError(
+            "SYNC_TARGETS", f"{', '.join(map(repr, unknown))} is no sync target; the targets are {', '.join(TARGETS)}"
+        )
+    return tuple(dict.fromkeys(names)) or DEFAULT
 
 
 def _sync_type(raw: str) -> SyncType:
@@ -94,8 +105,8 @@ def _sync_type(raw: str) -> SyncType:
 def _connector_ids(raw: str) -> tuple[str, ...]:
     ids = [part for part in re.split(r"[\s,;]+", raw) if part]
     try:
-        return tuple(dict.fromkeys(validate_connector_id(i) for i in ids))
-    except InvalidConnectorId as exc:
+        return tuple(dict.fromkeys(validate_object_id(i) for i in ids))
+    except InvalidObjectId as exc:
         raise ConfigurationError("EXCHANGE_CONNECTOR_IDS", str(exc)) from None
 
 

@@ -1,4 +1,8 @@
-"""The webhook: parse and validate a request, run, and answer JSON. Nothing here touches Graph directly."""
+"""The webhook: parse and validate a request, run, and answer JSON. Nothing here touches Graph directly.
+
+Routes: ``/api/sync`` covers every target in ``SYNC_TARGETS`` (or, given ``connectorIds``, ``connectorId`` or
+``syncType``, the Exchange connectors exactly as before targets existed); ``/api/sync/{target}`` covers one.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,36 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from shared import connectors, run, signatures
+from shared import run, signatures
 from shared.errors import (
     ConfigurationError,
     GraphNotFound,
-    InvalidConnectorId,
+    GraphThrottled,
+    InvalidObjectId,
     InvalidRequest,
-    NoConnectors,
+    NothingToSync,
     SyncAppError,
-    UnknownConnector,
+    TargetNotEnabled,
+    UnknownObject,
+    UnknownTarget,
     json_type,
 )
 from shared.redaction import redact
-from shared.settings import SYNC_TYPES, Settings, SyncType, is_sync_type, load_settings
+from shared.settings import Settings, load_settings
+from shared.targets import TARGETS, Target
+from shared.targets.base import validate_object_id
+from shared.targets.exchange_connectors import SYNC_TYPES, is_sync_type
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_REQUESTED_IDS = 100
-RECOGNISED_FIELDS = ("syncType", "connectorIds")
+# The Exchange target's own fields, from before targets existed: on /api/sync they choose that target.
+EXCHANGE = "exchangeConnectors"
+LEGACY_FIELDS = ("connectorIds", "syncType")
+RECOGNISED_FIELDS = ("ids", *LEGACY_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -44,12 +57,19 @@ class WebhookAnswer:
 
 @dataclass(frozen=True)
 class SyncRequest:
-    sync_type: SyncType | None
-    connector_ids: tuple[str, ...] | None
+    targets: tuple[str, ...] | None  # None: every target in SYNC_TARGETS
+    ids: tuple[str, ...] | None
+    sync_type: str | None
     ignored_fields: tuple[str, ...]
 
 
-def handle(method: str, body: bytes, params: Mapping[str, str], headers: Mapping[str, str]) -> WebhookAnswer:
+def handle(
+    method: str,
+    body: bytes,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    target: str | None = None,
+) -> WebhookAnswer:
     """Answer one webhook call; every expected failure becomes a 4xx/5xx JSON answer, never an exception.
 
     Order matters: nothing of the body is parsed before its size and its signature are checked.
@@ -61,9 +81,13 @@ def handle(method: str, body: bytes, params: Mapping[str, str], headers: Mapping
             raise InvalidRequest("body", f"is larger than {MAX_BODY_BYTES // 1024} KiB", status=413)
         settings = load_settings()
         signatures.verify_request(settings.webhook_secret, headers, body, params)
+        routed = enabled_target(settings, target) if target else None
         if method.upper() == "GET":
-            return _state(settings, _requested_ids(None, params))
-        return _sync(settings, parse_sync_request(body, params))
+            ids = _ids(routed, None, params) if routed else _legacy_ids(None, params)
+            if routed is None and ids is not None:
+                routed = enabled_target(settings, EXCHANGE)
+            return _state(settings, routed.name if routed else None, ids)
+        return _sync(settings, parse_sync_request(body, params, settings, routed))
     except SyncAppError as exc:
         return _error_answer(exc)
     except Exception:  # the last line of defence: log it for us, answer without internals
@@ -71,9 +95,38 @@ def handle(method: str, body: bytes, params: Mapping[str, str], headers: Mapping
         return WebhookAnswer(500, {"error": {"code": "internalError", "message": "Unexpected failure; see logs."}})
 
 
-def parse_sync_request(body: bytes, params: Mapping[str, str]) -> SyncRequest:
+def enabled_target(settings: Settings, name: str) -> Target:
+    """The target a route names: one that exists (else 404 unknownTarget) and SYNC_TARGETS enables (else 404)."""
+    target = TARGETS.get(name)
+    if target is None:
+        raise UnknownTarget(f"{name[:60]!r} is no sync target; the targets are {', '.join(TARGETS)}")
+    if name not in settings.targets:
+        raise TargetNotEnabled(
+            f"{name} is not enabled: add it to SYNC_TARGETS (now {', '.join(settings.targets)}) to sync it"
+        )
+    return target
+
+
+def parse_sync_request(
+    body: bytes, params: Mapping[str, str], settings: Settings, routed: Target | None = None
+) -> SyncRequest:
     """Body (a JSON object, or empty) and query together; a value given in both must agree."""
     payload = _json_object(body)
+    sync_type = _sync_type(payload, params)
+    ignored = tuple(sorted(k for k in payload if k not in RECOGNISED_FIELDS))
+    if routed is None:
+        if "ids" in payload or "id" in params:
+            raise InvalidRequest("ids", "name the target in the route: POST /api/sync/{target} with ids")
+        ids = _legacy_ids(payload, params)
+        if ids is None and sync_type is None:
+            return SyncRequest(None, None, None, ignored)
+        return SyncRequest((enabled_target(settings, EXCHANGE).name,), ids, sync_type, ignored)
+    if sync_type is not None and not routed.takes_sync_type:
+        raise InvalidRequest("syncType", f"is accepted for {EXCHANGE} only, not {routed.name}")
+    return SyncRequest((routed.name,), _ids(routed, payload, params), sync_type, ignored)
+
+
+def _sync_type(payload: dict[str, Any], params: Mapping[str, str]) -> str | None:
     body_type = payload.get("syncType")
     query_type = params.get("syncType")
     for name, value in (("syncType", body_type), ("syncType (query)", query_type)):
@@ -83,11 +136,7 @@ def parse_sync_request(body: bytes, params: Mapping[str, str]) -> SyncRequest:
             )
     if body_type is not None and query_type is not None and body_type != query_type:
         raise InvalidRequest("syncType", "the body and the query disagree; give it once")
-    return SyncRequest(
-        sync_type=cast(SyncType | None, body_type if body_type is not None else query_type),
-        connector_ids=_requested_ids(payload, params),
-        ignored_fields=tuple(sorted(k for k in payload if k not in RECOGNISED_FIELDS)),
-    )
+    return body_type if body_type is not None else query_type
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -123,83 +172,112 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _requested_ids(payload: dict[str, Any] | None, params: Mapping[str, str]) -> tuple[str, ...] | None:
-    from_body = _body_ids(payload.get("connectorIds")) if payload else None
-    raw_query = params.get("connectorId")
-    from_query = _query_ids(raw_query) if raw_query is not None else None
-    if from_body is not None and from_query is not None and set(from_body) != set(from_query):
-        raise InvalidRequest("connectorIds", "the body's connectorIds and the query's connectorId disagree")
-    return from_body if from_body is not None else from_query
+def _ids(target: Target, payload: dict[str, Any] | None, params: Mapping[str, str]) -> tuple[str, ...] | None:
+    """``ids`` (body) or ``id`` (query) for a routed target; the Exchange target also takes its older names."""
+    ids = _agreed("ids", _body_ids("ids", (payload or {}).get("ids")), _query_ids("id", params.get("id")))
+    if target.name == EXCHANGE:
+        ids = _agreed("ids", ids, _legacy_ids(payload, params))
+    if ids is not None and target.single:
+        raise InvalidRequest("ids", f"{target.name} is one object per tenant: leave ids out")
+    return ids
 
 
-def _body_ids(value: object) -> tuple[str, ...] | None:
+def _legacy_ids(payload: dict[str, Any] | None, params: Mapping[str, str]) -> tuple[str, ...] | None:
+    from_body = _body_ids("connectorIds", (payload or {}).get("connectorIds"))
+    return _agreed("connectorIds", from_body, _query_ids("connectorId", params.get("connectorId")))
+
+
+def _agreed(name: str, first: tuple[str, ...] | None, second: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if first is not None and second is not None and set(first) != set(second):
+        raise InvalidRequest(name, "the body and the query name different ids; give them once")
+    return first if first is not None else second
+
+
+def _body_ids(field_name: str, value: object) -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise InvalidRequest("connectorIds", f"must be an array of connector ids, not {json_type(value)}")
-    return _validated_ids("connectorIds", value)
+        raise InvalidRequest(field_name, f"must be an array of ids, not {json_type(value)}")
+    return _validated_ids(field_name, value)
 
 
-def _query_ids(raw: str) -> tuple[str, ...]:
-    return _validated_ids("connectorId", [part.strip() for part in raw.split(",")])
+def _query_ids(field_name: str, raw: str | None) -> tuple[str, ...] | None:
+    return None if raw is None else _validated_ids(field_name, [part.strip() for part in raw.split(",")])
 
 
 def _validated_ids(field_name: str, values: list[object]) -> tuple[str, ...]:
     if not values:
-        raise InvalidRequest(field_name, "is empty; leave it out to sync every connector")
+        raise InvalidRequest(field_name, "is empty; leave it out to sync every object")
     if len(values) > MAX_REQUESTED_IDS:
         raise InvalidRequest(field_name, f"lists more than {MAX_REQUESTED_IDS} ids")
     ids = []
     for index, value in enumerate(values):
         try:
-            ids.append(connectors.validate_connector_id(value))
-        except InvalidConnectorId as exc:
+            ids.append(validate_object_id(value))
+        except InvalidObjectId as exc:
             raise InvalidRequest(f"{field_name}[{index}]", str(exc)) from None
     return tuple(dict.fromkeys(ids))
 
 
 def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
-    sync_type = request.sync_type or settings.sync_type
-    report = run.run_sync(settings, sync_type, request.connector_ids)
-    body: dict[str, Any] = {
-        "syncType": sync_type,
-        "summary": {outcome: report.count(outcome) for outcome in ("accepted", "failed", "skipped")},
-        "connectors": [result.as_dict() for result in report.results],
-        "ignoredFields": list(request.ignored_fields),
-    }
+    report = run.run_sync(settings, request.targets, ids=request.ids, sync_type=request.sync_type)
+    results = [result.as_dict() for result in report.results]
+    body: dict[str, Any] = {"syncType": report.sync_type} if report.sync_type else {}
+    body["summary"] = {outcome: report.count(outcome) for outcome in ("accepted", "failed", "skipped")}
+    body["results"] = results
+    if EXCHANGE in report.targets:  # the key the Exchange connectors' results had before targets existed
+        body["connectors"] = [r for r in results if r["target"] == EXCHANGE]
+    body["ignoredFields"] = list(request.ignored_fields)
     log.info("%s (webhook)", report)
     if not report.results:
-        return _error_answer(NoConnectors("there is no Exchange connector to sync in this tenant"), body)
+        only = report.targets[0] if len(report.targets) == 1 else None
+        kind = TARGETS[only].none_code if only else "nothingToSync"
+        names = ", ".join(report.targets)
+        return _error_answer(
+            NothingToSync(f"there is nothing to sync in this tenant ({names})", target=only, kind=kind), body
+        )
     if report.ok:
         return WebhookAnswer(202, body)
-    return _error_answer(_worst(report.errors), body)
+    worst = _worst([r for r in report.results if r.error is not None])
+    return _error_answer(worst.error, body, TARGETS[worst.target], logged=True)  # type: ignore[arg-type]
 
 
-def _state(settings: Settings, requested: tuple[str, ...] | None) -> WebhookAnswer:
-    """The connectors' current state: read-only."""
-    states = run.target_states(settings, requested)
-    body: dict[str, Any] = {"connectors": [c.state() for c in states.connectors]}
-    if settings.connector_ids:
-        body["missing"] = list(states.missing)
+def _state(settings: Settings, target: str | None, requested: tuple[str, ...] | None) -> WebhookAnswer:
+    """Each target's objects and their state: read-only."""
+    states = run.target_states(settings, (target,) if target else None, requested)
+    body: dict[str, Any] = {}
+    for state in states:
+        if state.target == EXCHANGE and state.error is None:  # the shape GET had before targets existed
+            body["connectors"] = [TARGETS[EXCHANGE].state(o) for o in state.objects]
+            if settings.connector_ids:
+                body["missing"] = list(state.missing)
+    body["targets"] = {state.target: state.as_dict() for state in states}
+    failed = [state for state in states if state.error is not None]
+    if failed and len(failed) == len(states):
+        worst = _worst(failed)
+        return _error_answer(worst.error, body, TARGETS[worst.target])  # type: ignore[arg-type]
     return WebhookAnswer(200, body)
 
 
-def _worst(errors: list[SyncAppError]) -> SyncAppError:
-    """The error that decides the answer's status: wait-and-retry beats Graph failure beats not-found."""
-    return max(errors, key=lambda e: {503: 3, 502: 2}.get(_status(e), 1))
+def _worst(failures: list[Any]) -> Any:
+    """The failure that decides the answer's status: wait-and-retry beats Graph failure beats not-found."""
+    return max(failures, key=lambda f: {503: 3, 502: 2}.get(_status(f.error), 1))
 
 
 def _status(error: SyncAppError) -> int:
     if isinstance(error, InvalidRequest):
         return error.status
-    if isinstance(error, UnknownConnector | NoConnectors | GraphNotFound):
+    if isinstance(error, UnknownObject | NothingToSync | GraphNotFound | UnknownTarget | TargetNotEnabled):
         return 404
-    if isinstance(error, (*run.RUN_STOPPING, ConfigurationError)):
+    if isinstance(error, (*run.RUN_STOPPING, GraphThrottled, ConfigurationError)):
         return 503
     return 502
 
 
-def _error_answer(error: SyncAppError, body: dict[str, Any] | None = None) -> WebhookAnswer:
+def _error_answer(
+    error: SyncAppError, body: dict[str, Any] | None = None, target: Target | None = None, *, logged: bool = False
+) -> WebhookAnswer:
+    """``logged``: the run already wrote a line for this error; one line per event is enough."""
     status = _status(error)
     detail: dict[str, Any] = {"code": error.kind, "message": str(error)}
     if isinstance(error, InvalidRequest):
@@ -208,14 +286,17 @@ def _error_answer(error: SyncAppError, body: dict[str, Any] | None = None) -> We
             detail["allowedValues"] = list(error.allowed)
     if isinstance(error, ConfigurationError):
         detail["setting"] = error.setting
-    advice = run.remedy(error)
+    if isinstance(error, TargetNotEnabled):
+        detail["setting"] = "SYNC_TARGETS"
+    named = getattr(error, "target", None)
+    advice = run.remedy(error, target or (TARGETS.get(named) if isinstance(named, str) else None))
     if advice:
         detail["remedy"] = advice
     headers = {}
     retry_after = getattr(error, "retry_after", None)
     if status == 503 and retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    if status >= 500:
+    if status >= 500 and not logged:
         log.warning("Webhook answered %d: %s", status, error)
     return WebhookAnswer(status, {**(body or {}), "error": detail}, headers)
 

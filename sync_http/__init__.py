@@ -1,4 +1,4 @@
-"""HTTP trigger ``/api/sync`` (function key required): POST syncs, GET reports the connectors' state."""
+"""HTTP trigger ``/api/sync/{target?}`` (function key required): POST syncs, GET reports the targets' state."""
 
 import azure.functions as func
 
@@ -6,7 +6,7 @@ from shared import webhook
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    answer = webhook.handle(req.method, req.get_body(), req.params, req.headers)
+    answer = webhook.handle(req.method, req.get_body(), req.params, req.headers, req.route_params.get("target"))
     return func.HttpResponse(
         answer.json(), status_code=answer.status, headers=answer.headers, mimetype="application/json"
     )

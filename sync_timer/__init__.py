@@ -1,4 +1,4 @@
-"""Timer trigger: sync the Exchange connectors on ``SYNC_SCHEDULE``; fails the invocation if any sync failed."""
+"""Timer trigger: sync every target in ``SYNC_TARGETS`` on ``SYNC_SCHEDULE``; fails if any sync failed."""
 
 import azure.functions as func
 

@@ -66,18 +66,21 @@ def call_webhook(
     body: bytes | str | dict[str, Any] | None = None,
     params: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    target: str | None = None,
 ) -> Answer:
-    """Invoke ``sync_http.main`` as the Functions host does, with a function key in the query."""
+    """Invoke ``sync_http.main`` as the Functions host does, with a function key in the query; ``target`` is the
+    route's ``{target}`` segment (``/api/sync/{target}``)."""
     if isinstance(body, dict):
         body = json.dumps(body)
     if isinstance(body, str):
         body = body.encode()
     request = func.HttpRequest(
         method=method,
-        url="https://intune-sync.azurewebsites.net/api/sync",
+        url=f"https://intune-sync.azurewebsites.net/api/sync{f'/{target}' if target else ''}",
         headers={"content-type": "application/json", **(headers or {})},
         params={"code": "function-key-secret", **(params or {})},
         body=body or b"",
+        route_params={"target": target} if target else {},
     )
     response = sync_http.main(request)
     return Answer(response.status_code, dict(response.headers), response.mimetype, response.get_body().decode())

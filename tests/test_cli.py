@@ -22,6 +22,7 @@ from tests.emulator import (
     GRAPH_SP_ID,
     IDENTITY_OBJECT_ID,
     READ_ROLE,
+    READ_WRITE_ROLE,
     READ_WRITE_ROLE_ID,
     Emulator,
     connector,
@@ -196,10 +197,10 @@ def test_doctor_flags_disconnected_never_synced_and_stale_connectors(scheduled: 
     code, out = cli("doctor", "--max-age-hours", "24")
 
     assert code == 1
-    assert "ok    connector c-ok: connected" in out
-    assert "FAIL  connector c-down: status is disconnected" in out
-    assert "FAIL  connector c-never: has never synced" in out
-    assert "FAIL  connector c-stale: last synced 30.0 h ago" in out
+    assert "ok    exchangeConnectors c-ok: connected" in out
+    assert "FAIL  exchangeConnectors c-down: status is disconnected" in out
+    assert "FAIL  exchangeConnectors c-never: has never synced" in out
+    assert "FAIL  exchangeConnectors c-stale: last synced 30.0 h ago" in out
     assert "3 problem(s) found." in out
 
 
@@ -211,7 +212,7 @@ def test_doctor_flags_configured_connectors_missing_from_the_tenant(
     code, out = cli("doctor")
 
     assert code == 1
-    assert "FAIL  connector gone-1: is in EXCHANGE_CONNECTOR_IDS but not in the tenant" in out
+    assert "FAIL  exchangeConnectors gone-1: is in EXCHANGE_CONNECTOR_IDS but not in the tenant" in out
 
 
 def test_doctor_with_no_connector_explains_the_retirement(scheduled: Emulator) -> None:
@@ -267,11 +268,15 @@ def test_doctor_reports_a_missing_identity(scheduled: Emulator, monkeypatch: pyt
 def test_status_prints_a_table_and_json(app_env: Emulator) -> None:
     code, table = cli("status")
     assert code == 0
-    assert table.splitlines()[0].split() == ["id", "status", "lastSyncDateTime", "serverName", "version"]
+    lines = table.splitlines()
+    assert lines[0] == f"exchangeConnectors (v1.0, {READ_WRITE_ROLE})"
+    assert lines[1].split() == ["id", "status", "lastSyncDateTime", "serverName", "primarySmtpAddress", "version"]
     assert A in table and "EXCH02" in table
 
     code, as_json = cli("status", "--json")
-    assert [c["id"] for c in json.loads(as_json)] == [A, B]
+    reported = json.loads(as_json)["targets"]["exchangeConnectors"]
+    assert [c["id"] for c in reported["objects"]] == [A, B]
+    assert reported["missing"] == []
     assert app_env.calls("sync") == []
 
 
@@ -287,7 +292,7 @@ def test_sync_dry_run_sends_nothing(app_env: Emulator) -> None:
     code, out = cli("sync", "--dry-run")
 
     assert code == 0
-    assert f"would sync {A} (deltaSync)" in out
+    assert f"would sync exchangeConnectors {A}" in out
     assert app_env.calls("sync") == []
 
 
@@ -328,7 +333,7 @@ def test_python_dash_m_shared_runs(app_env: Emulator) -> None:
     )
 
     assert run.returncode == 0, run.stderr
-    assert len(json.loads(run.stdout)) == 2
+    assert len(json.loads(run.stdout)["targets"]["exchangeConnectors"]["objects"]) == 2
 
 
 def test_grant_refused_says_whose_token_was_refused_and_what_it_carries(app_env: Emulator) -> None:
@@ -390,15 +395,16 @@ def test_status_shows_configured_ids_the_tenant_does_not_have(
     monkeypatch.setenv("EXCHANGE_CONNECTOR_IDS", f"{A} missing1")
 
     code, table = cli("status")
-    rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:] if not line.startswith("missing:")}
+    rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[2:] if not line.startswith("missing:")}
 
     assert code == 1
     assert rows == {A: "connected", "missing1": "missing"}
     assert "missing: missing1 is in EXCHANGE_CONNECTOR_IDS but not in the tenant" in table
 
     code, as_json = cli("status", "--json")
+    reported = json.loads(as_json)["targets"]["exchangeConnectors"]
     assert code == 1
-    assert [(c["id"], c["status"]) for c in json.loads(as_json)] == [(A, "connected"), ("missing1", "missing")]
+    assert ([c["id"] for c in reported["objects"]], reported["missing"]) == ([A], ["missing1"])
 
 
 def test_sync_takes_several_ids_after_one_connector_option(app_env: Emulator) -> None:
@@ -415,7 +421,7 @@ def test_cli_fixes_name_the_cli_command_not_the_webhook(app_env: Emulator, monke
     code, out = cli("sync")
 
     assert code == 1
-    assert "python -m shared status lists the connectors" in out
+    assert "python -m shared status lists them" in out
     assert "/api/sync" not in out
 
 

@@ -182,7 +182,8 @@ def test_graph_error_body_reaches_the_report(configured: Emulator, inner_key: st
 
     reported = answer.json["connectors"][0]
     sent = configured.calls("sync")[0]
-    assert reported["errorCode"] == "BadRequest"
+    assert reported["errorCode"] == "graphError"
+    assert reported["graphErrorCode"] == "BadRequest"
     assert "Connector is offline" in reported["message"]
     assert reported["clientRequestId"] == sent.header("client-request-id")
     assert reported["requestId"]

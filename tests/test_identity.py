@@ -165,4 +165,5 @@ def test_an_identity_failure_is_one_log_line_not_three(
     call_webhook()
 
     about_the_token = [r for r in caplog.records if "get_token" in r.getMessage() or "Could not get" in r.getMessage()]
-    assert [r.name for r in about_the_token] == ["shared.webhook"]
+    assert len(about_the_token) == 1
+    assert about_the_token[0].name.startswith("shared.")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from shared.connectors import validate_connector_id
-from shared.errors import InvalidConnectorId
+from shared.errors import InvalidObjectId
+from shared.targets.base import validate_object_id
 from tests.conftest import call_webhook
 from tests.emulator import Emulator
 
@@ -78,8 +78,8 @@ def test_any_request_is_answered_with_2xx_or_4xx(
 @given(st.text(max_size=200) | st.binary(max_size=50) | st.integers() | st.none())
 def test_a_connector_id_that_passes_validation_is_one_plain_path_segment(value: object) -> None:
     try:
-        connector_id = validate_connector_id(value)
-    except InvalidConnectorId:
+        connector_id = validate_object_id(value)
+    except InvalidObjectId:
         return
 
     assert quote(connector_id, safe="") == connector_id

@@ -31,10 +31,10 @@ def test_timer_logs_a_summary_and_one_line_per_connector(app_env: Emulator, capl
 
     lines = [r.getMessage() for r in caplog.records if r.name == "shared.run"]
     request_ids = [r.header("client-request-id") for r in app_env.calls("sync")]
-    assert f"connector={A} outcome=accepted" in lines[0]
+    assert f"target=exchangeConnectors id={A} outcome=accepted" in lines[0]
     assert f"client-request-id={request_ids[0]}" in lines[0]
-    assert f"connector={B} outcome=accepted" in lines[1]
-    assert lines[2].startswith("Exchange connector sync (deltaSync): 2 accepted, 0 failed, 0 skipped")
+    assert f"target=exchangeConnectors id={B} outcome=accepted" in lines[1]
+    assert lines[2].startswith("Sync of exchangeConnectors (deltaSync): 2 accepted, 0 failed, 0 skipped")
 
 
 def test_past_due_timer_warns_and_still_syncs(app_env: Emulator, caplog: pytest.LogCaptureFixture) -> None:
@@ -94,6 +94,6 @@ def test_timer_that_cannot_list_connectors_fails_with_the_fix(app_env: Emulator)
     with pytest.raises(SyncFailed) as failed:
         fire_timer()
 
-    assert "Could not list the connectors to sync: Graph answered 403 Forbidden" in str(failed.value)
+    assert "Could not list the exchangeConnectors to sync: Graph answered 403 Forbidden" in str(failed.value)
     assert "DeviceManagementServiceConfig.ReadWrite.All" in str(failed.value)
     assert app_env.calls("sync") == []

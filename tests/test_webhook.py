@@ -110,7 +110,8 @@ def test_configured_connector_that_graph_does_not_know_is_404_with_detail(
 
     assert answer.status == 404
     assert answer.json["connectors"][0]["graphStatus"] == 404
-    assert answer.json["connectors"][0]["errorCode"] == "ResourceNotFound"
+    assert answer.json["connectors"][0]["errorCode"] == "graphNotFound"
+    assert answer.json["connectors"][0]["graphErrorCode"] == "ResourceNotFound"
 
 
 def test_other_body_fields_are_ignored_and_listed_back(app_env: Emulator) -> None:
@@ -237,7 +238,8 @@ def test_one_failing_connector_does_not_stop_the_others(app_env: Emulator) -> No
 
     assert answer.status == 502
     assert [c["outcome"] for c in answer.json["connectors"]] == ["failed", "accepted"]
-    assert answer.json["connectors"][0]["errorCode"] == "InternalServerError"
+    assert answer.json["connectors"][0]["errorCode"] == "graphError"
+    assert answer.json["connectors"][0]["graphErrorCode"] == "InternalServerError"
     assert synced(app_env) == [(A, "deltaSync"), (B, "deltaSync")]
 
 
@@ -303,11 +305,11 @@ def test_paging_is_followed_to_every_connector(monkeypatch: pytest.MonkeyPatch, 
         (b"[]", "must be a JSON object, not an array"),
         (b'"x"', "must be a JSON object, not a string"),
         (b"7", "must be a JSON object, not a number"),
-        (b'{"connectorIds": "x"}', "must be an array of connector ids, not a string"),
-        (b'{"connectorIds": {}}', "must be an array of connector ids, not an object"),
-        (b'{"connectorIds": [1]}', "a connector id must be a string, not a number"),
-        (b'{"connectorIds": [null]}', "a connector id must be a string, not null"),
-        (b'{"connectorIds": [true]}', "a connector id must be a string, not a boolean"),
+        (b'{"connectorIds": "x"}', "must be an array of ids, not a string"),
+        (b'{"connectorIds": {}}', "must be an array of ids, not an object"),
+        (b'{"connectorIds": [1]}', "an id must be a string, not a number"),
+        (b'{"connectorIds": [null]}', "an id must be a string, not null"),
+        (b'{"connectorIds": [true]}', "an id must be a string, not a boolean"),
     ],
 )
 def test_type_errors_are_told_in_jsons_words(app_env: Emulator, body: bytes, said: str) -> None:

@@ -120,7 +120,7 @@ def test_timer_through_the_worker_syncs_and_logs_as_rpclogs(host: FunctionsHost,
     assert [s.json() for s in emulator.calls("sync")] == [{"syncType": "deltaSync"}] * 2
     messages = [(line.level, line.message) for line in invocation.logs]
     assert any(level == "Warning" and "past due" in text for level, text in messages)
-    assert any(text.startswith("Exchange connector sync (deltaSync): 2 accepted") for _, text in messages)
+    assert any(text.startswith("Sync of exchangeConnectors (deltaSync): 2 accepted") for _, text in messages)
     assert sum("outcome=accepted" in text for _, text in messages) == 2
 
 

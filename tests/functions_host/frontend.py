@@ -8,6 +8,7 @@ function does not take is a 405 with ``Allow``, and errors are JSON like the app
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,6 +25,20 @@ def json_error(status: int, code: str, message: str, **extra: str) -> tuple[int,
     return status, dict(JSON), json.dumps({"error": {"code": code, "message": message, **extra}}).encode()
 
 
+def route_pattern(template: str) -> re.Pattern[str]:
+    """A Functions route template as a pattern: ``{name}`` is one path segment, ``{name?}`` an optional one."""
+    pattern = ""
+    for segment in template.strip("/").split("/"):
+        parameter = re.fullmatch(r"\{(\w+)(\?)?\}", segment)
+        if parameter is None:
+            pattern += "/" + re.escape(segment)
+        elif parameter[2]:
+            pattern += rf"(?:/(?P<{parameter[1]}>[^/]+))?"
+        else:
+            pattern += rf"/(?P<{parameter[1]}>[^/]+)"
+    return re.compile(pattern)
+
+
 class FrontEnd:
     def __init__(self, host: FunctionsHost, port: int, report: Report | None = None) -> None:
         self.host = host
@@ -34,21 +49,27 @@ class FrontEnd:
             for name, loaded in host.loaded.items()
             if loaded.trigger.get("type") == "httpTrigger"
         }
+        self._templates = [(route_pattern(route), route) for route in self.routes]
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         route = path.split("?", 1)[0]
         if route.startswith("/admin/functions/"):
             return self._admin(method, route.rsplit("/", 1)[-1])
-        if route not in self.routes:
+        matched = next(
+            ((found, route) for pattern, route in self._templates if (found := pattern.fullmatch(route))), None
+        )
+        if matched is None:
             return json_error(404, "notFound", f"no function is served at {route}")
-        name, methods = self.routes[route]
+        found, template = matched
+        name, methods = self.routes[template]
         if method not in methods:
             status, extra, answer = json_error(
                 405, "invalidRequest", f"method: use {' or '.join(methods)}", field="method"
             )
             return status, {**extra, "Allow": ", ".join(methods)}, answer
+        route_params = {key: value for key, value in found.groupdict().items() if value is not None}
         invocation = self.host.invoke_http(
-            name, method, f"http://localhost:{self.port}{path}", headers=headers, body=body
+            name, method, f"http://localhost:{self.port}{path}", headers=headers, body=body, route_params=route_params
         )
         self._report(f"{method} {route}", invocation)
         if invocation.http is None:

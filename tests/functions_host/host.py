@@ -180,13 +180,16 @@ class FunctionsHost:
         *,
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
+        route_params: Mapping[str, str] | None = None,
     ) -> Invocation:
-        """What the host sends for an HTTP trigger: ``RpcHttp`` with the raw body as bytes."""
+        """What the host sends for an HTTP trigger: ``RpcHttp`` with the raw body as bytes, and the values of the
+        route template's ``{parameters}`` in ``params``."""
         request = self.protos.RpcHttp(
             method=method.upper(),
             url=url,
             headers={k.lower(): v for k, v in (headers or {}).items()},
             query=dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)),
+            params=dict(route_params or {}),
             body=self.protos.TypedData(bytes=body),
         )
         return self._invoke(function, self.protos.TypedData(http=request))

@@ -1,0 +1,34 @@
+"""The sync targets, by the name used in ``SYNC_TARGETS``, routes, answers and logs. Adding one is a module here,
+its line below, its emulator routes and its tests."""
+
+from __future__ import annotations
+
+from shared.targets import (
+    android_managed_store,
+    dep_onboarding_settings,
+    exchange_connectors,
+    vpp_tokens,
+    windows_autopilot_settings,
+    windows_driver_update_profiles,
+)
+from shared.targets.base import Skip, SyncObject, Target
+
+__all__ = ["DEFAULT", "TARGETS", "Skip", "SyncObject", "Target", "permissions_for"]
+
+TARGETS: dict[str, Target] = {
+    target.name: target
+    for target in (
+        exchange_connectors.TARGET,
+        vpp_tokens.TARGET,
+        dep_onboarding_settings.TARGET,
+        windows_autopilot_settings.TARGET,
+        android_managed_store.TARGET,
+        windows_driver_update_profiles.TARGET,
+    )
+}
+DEFAULT = (exchange_connectors.TARGET.name,)
+
+
+def permissions_for(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The Graph application permissions these targets need, each once, in the targets' order."""
+    return tuple(dict.fromkeys(TARGETS[name].permission for name in names))

@@ -1,0 +1,192 @@
+"""What every sync target is: where its objects are, how one is synced, which Graph version and permission, and
+which rules say that an object cannot or need not be synced now. A target module fills this in; nothing above
+the targets knows any resource by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+from shared.errors import GraphError, GraphNotFound, InvalidObjectId, json_type
+from shared.graph import Deadline, GraphClient, GraphResponse
+
+log = logging.getLogger(__name__)
+
+SkipReason = Literal["notEligible", "alreadyRunning", "tooSoon"]
+# The application permissions the targets need (least privileged for each action; reading needs no more).
+SERVICE_CONFIG_READ_WRITE = "DeviceManagementServiceConfig.ReadWrite.All"
+CONFIGURATION_READ_WRITE = "DeviceManagementConfiguration.ReadWrite.All"
+# Graph only says an id is a string; real ids are GUIDs (VPP tokens: GUIDs; driver profiles: GUIDs). Anything
+# outside this alphabet could steer the URL (``/``, ``.``, ``%``, ``?``, ``#``), so it never reaches one.
+OBJECT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+@dataclass(frozen=True)
+class SyncObject:
+    """One thing a target syncs, as Graph described it when it was read (``fields`` is empty when it was not)."""
+
+    target: str
+    id: str
+    fields: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def text(self, name: str) -> str | None:
+        value = self.fields.get(name)
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Health:
+    """What ``doctor`` says of one object: fine or not, in one line, and the fix when not."""
+
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Why an object is not synced now: never a failure. ``next_allowed`` says when it may be, where known."""
+
+    reason: SkipReason
+    message: str
+    next_allowed: datetime | None = None
+
+
+class Target:
+    """A sync target. Subclasses set the class attributes and override the rules they have."""
+
+    name: ClassVar[str]
+    version: ClassVar[Literal["v1.0", "beta"]]
+    path: ClassVar[str]  # the collection, or the one object, under the version: "/deviceManagement/..."
+    action: ClassVar[str]  # the sync action's segment: "sync", "syncLicenses", ...
+    permission: ClassVar[str]  # the least-privileged Graph application permission for reading and syncing
+    single: ClassVar[bool] = False  # one object per tenant (read with GET, synced without an id)
+    state_fields: ClassVar[tuple[str, ...]]  # what GET /api/sync and `status` show of each object
+    # Answers to the sync action that are this target's own rules (a sync running, one too soon): never
+    # retried, never taken as throttling of the tenant; after_refusal() turns them into skips.
+    own_statuses: ClassVar[frozenset[int]] = frozenset()
+    takes_sync_type: ClassVar[bool] = False
+    noun: ClassVar[str]  # "Exchange connector", "VPP token": what one object is called in messages
+    ids_setting: ClassVar[str | None] = None  # a setting that names the objects, so none are listed
+    unknown_code: ClassVar[str] = "unknownObject"  # the error code for a requested id that is not an object
+    none_code: ClassVar[str] = "nothingToSync"  # the error code when the tenant has no object to sync
+    none_advice: ClassVar[str | None] = None  # when having none is worth a warning: what it likely means
+
+    def nothing_found(self) -> str:
+        return self.none_advice or f"no {self.noun} in this tenant, so there is nothing to sync"
+
+    def read(self, graph: GraphClient, deadline: Deadline) -> list[SyncObject]:
+        """Every object of this target in the tenant, each once (Graph may list one on two pages)."""
+        url = graph.url(f"/{self.version}{self.path}")
+        if self.single:
+            try:
+                found = graph.request("GET", url, deadline=deadline).body
+            except GraphNotFound:
+                return []  # not set up in this tenant
+            return [SyncObject(self.name, self._single_id(found), found if isinstance(found, dict) else {})]
+        objects: dict[str, SyncObject] = {}
+        for page in graph.pages(url, deadline):
+            for item in page.body["value"]:
+                item_id = item.get("id") if isinstance(item, dict) else None
+                try:
+                    validate_object_id(item_id)
+                except InvalidObjectId as exc:
+                    log.warning("Skipping a %s Graph listed: %s (request-id=%s)", self.noun, exc, page.request_id)
+                    continue
+                objects.setdefault(item_id, SyncObject(self.name, item_id, item))
+        return list(objects.values())
+
+    def sync(
+        self, graph: GraphClient, obj: SyncObject, deadline: Deadline, sync_type: str | None = None
+    ) -> GraphResponse:
+        """Ask Intune to sync one object. Graph answers at once; the sync itself happens later."""
+        return graph.request(
+            "POST",
+            self.action_url(graph, obj.id),
+            json_body=self.action_body(sync_type),
+            deadline=deadline,
+            final_statuses=self.own_statuses,
+        )
+
+    def action_url(self, graph: GraphClient, object_id: str) -> str:
+        if self.single:
+            return graph.url(f"/{self.version}{self.path}/{self.action}")
+        # Quoting is belt and braces: the id was validated, and must stay a single path segment regardless.
+        return graph.url(f"/{self.version}{self.path}/{quote(validate_object_id(object_id), safe='')}/{self.action}")
+
+    def action_body(self, sync_type: str | None) -> dict[str, Any] | None:
+        return None
+
+    def before_sync(self, obj: SyncObject, now: datetime) -> Skip | None:
+        """A reason, read from Graph's own fields, not to send the sync now."""
+        return None
+
+    def after_refusal(self, error: GraphError, obj: SyncObject, now: datetime) -> Skip | None:
+        """A refusal of the sync action that is one of this target's rules rather than a failure."""
+        return None
+
+    def health(self, obj: SyncObject, now: datetime, max_age: timedelta) -> Health:
+        """``doctor``'s check of one object; the default only says it is there."""
+        shown = ", ".join(f"{k}={v}" for k, v in self.state(obj).items() if k != "id" and isinstance(v, str))
+        return Health(True, shown or "present")
+
+    def state(self, obj: SyncObject) -> dict[str, Any]:
+        return {"id": obj.id, **{name: _plain(obj.fields.get(name)) for name in self.state_fields}}
+
+    def _single_id(self, found: object) -> str:
+        item_id = found.get("id") if isinstance(found, dict) else None
+        return item_id if isinstance(item_id, str) and OBJECT_ID_PATTERN.fullmatch(item_id) else self.name
+
+
+def validate_object_id(value: object) -> str:
+    """The id, if it is safe to put in a Graph URL; otherwise :class:`InvalidObjectId`."""
+    if not isinstance(value, str):
+        raise InvalidObjectId(f"an id must be a string, not {json_type(value)}")
+    if not OBJECT_ID_PATTERN.fullmatch(value):
+        shown = value if len(value) <= 40 else f"{value[:40]}..."
+        raise InvalidObjectId(f"{shown!r} is not an id (1-128 letters, digits, '-' or '_', such as a GUID)")
+    return value
+
+
+def graph_datetime(value: object) -> datetime | None:
+    """Graph's DateTimeOffset (up to 7 fractional digits); None for absent, unparseable, or Graph's 'never'
+    (year 1)."""
+    if not isinstance(value, str) or not value:
+        return None
+    normalised = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(normalised)
+    except ValueError:
+        return None
+    if parsed.year <= 1:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def too_soon(last: object, interval: timedelta, now: datetime, what: str) -> Skip | None:
+    """A ``tooSoon`` skip when ``last`` (a Graph timestamp) is less than ``interval`` ago."""
+    when = graph_datetime(last)
+    if when is None or now - when >= interval:
+        return None
+    allowed = when + interval
+    return Skip(
+        "tooSoon",
+        f"{what} at most once every {interval.total_seconds() / 60:g} minutes; the last was triggered at "
+        f"{when.isoformat(timespec='seconds')}",
+        allowed,
+    )
+
+
+def _plain(value: object) -> object:
+    """A state field as JSON can carry it: text, numbers, booleans and small objects of them (Graph's own)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str | int | float | bool)}
+    return None
