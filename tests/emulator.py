@@ -50,6 +50,10 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_SP_ID = "9e1f6f0c-6a3e-4d7e-8c7b-2f0d8a1b2c3d"
 READ_WRITE_ROLE_ID = "5ac13192-7ace-4fcf-b828-1a26f28068ee"
 READ_ROLE_ID = "06a5fe6d-c49d-46a7-b082-56b1b14103c7"
+CONFIG_READ_WRITE_ROLE = "DeviceManagementConfiguration.ReadWrite.All"
+CONFIG_READ_ROLE = "DeviceManagementConfiguration.Read.All"
+CONFIG_READ_WRITE_ROLE_ID = "9241abd9-d0e6-425a-bd4f-47ba86e767a4"
+CONFIG_READ_ROLE_ID = "dc377aa6-52d8-4e23-b271-2a7ae04cedf3"
 GRANT_SCOPE = "AppRoleAssignment.ReadWrite.All"
 # A user-assigned identity the emulator treats as a directory administrator, so `python -m shared grant` can be
 # tried against it: AZURE_CLIENT_ID=<this> python -m shared grant --principal-id <IDENTITY_OBJECT_ID>.
@@ -89,6 +93,124 @@ def connector(
         "version": "19.9.2.0",
         "exchangeAlias": "intune",
         "exchangeOrganization": "Contoso",
+    }
+
+
+@dataclass(frozen=True)
+class ServedTarget:
+    """How Graph serves one sync target: where, which version, one object or a collection, the action's answer."""
+
+    version: str
+    path: str
+    action: str
+    single: bool
+    roles: tuple[str, str]  # (read, read-write): reading takes either, the action the second
+    success: int = 204
+
+
+SERVICE_CONFIG = (READ_ROLE, READ_WRITE_ROLE)
+CONFIGURATION = (CONFIG_READ_ROLE, CONFIG_READ_WRITE_ROLE)
+# Every target but the Exchange connectors, whose routes are "list", "get" and "sync" below.
+SERVED = {
+    "vppTokens": ServedTarget("v1.0", "/deviceAppManagement/vppTokens", "syncLicenses", False, SERVICE_CONFIG, 200),
+    "depOnboardingSettings": ServedTarget(
+        "beta", "/deviceManagement/depOnboardingSettings", "syncWithAppleDeviceEnrollmentProgram", False, SERVICE_CONFIG
+    ),
+    "windowsAutopilotSettings": ServedTarget(
+        "beta", "/deviceManagement/windowsAutopilotSettings", "sync", True, SERVICE_CONFIG
+    ),
+    "androidManagedStoreAccountEnterpriseSettings": ServedTarget(
+        "beta", "/deviceManagement/androidManagedStoreAccountEnterpriseSettings", "syncApps", True, CONFIGURATION
+    ),
+    "windowsDriverUpdateProfiles": ServedTarget(
+        "beta", "/deviceManagement/windowsDriverUpdateProfiles", "syncInventory", False, CONFIGURATION
+    ),
+}
+
+
+def graph_time(delta: timedelta = timedelta(0)) -> str:
+    """Now (plus ``delta``) as Graph writes a DateTimeOffset, with its seven fractional digits."""
+    return (datetime.now(timezone.utc) + delta).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+def vpp_token(
+    token_id: str, *, state: str = "valid", last_sync_status: str = "completed", expires_in_days: float = 200
+) -> dict[str, Any]:
+    return {
+        "@odata.type": "#microsoft.graph.vppToken",
+        "id": token_id,
+        "organizationName": "Contoso",
+        "appleId": "vpp@contoso.example",
+        "vppTokenAccountType": "business",
+        "state": state,
+        "lastSyncStatus": last_sync_status,
+        "lastSyncDateTime": graph_time(-timedelta(hours=3)),
+        "expirationDateTime": graph_time(timedelta(days=expires_in_days)),
+    }
+
+
+def dep_token(token_id: str, *, triggered_minutes_ago: float = 60, expires_in_days: float = 200) -> dict[str, Any]:
+    return {
+        "@odata.type": "#microsoft.graph.depOnboardingSetting",
+        "id": token_id,
+        "tokenName": "Contoso ABM",
+        "appleIdentifier": "abm@contoso.example",
+        "tokenType": "dep",
+        "lastSuccessfulSyncDateTime": graph_time(-timedelta(hours=12)),
+        "lastSyncTriggeredDateTime": graph_time(-timedelta(minutes=triggered_minutes_ago)),
+        "lastSyncErrorCode": 0,
+        "syncedDeviceCount": 42,
+        "tokenExpirationDateTime": graph_time(timedelta(days=expires_in_days)),
+    }
+
+
+def autopilot_settings(*, sync_status: str = "completed", triggered_minutes_ago: float = 60) -> dict[str, Any]:
+    return {
+        "@odata.type": "#microsoft.graph.windowsAutopilotSettings",
+        "id": "0a1b2c3d-autopilot",
+        "syncStatus": sync_status,
+        "lastSyncDateTime": graph_time(-timedelta(hours=1)),
+        "lastManualSyncTriggerDateTime": graph_time(-timedelta(minutes=triggered_minutes_ago)),
+    }
+
+
+def android_settings(*, bind_status: str = "boundAndValidated") -> dict[str, Any]:
+    return {
+        "@odata.type": "#microsoft.graph.androidManagedStoreAccountEnterpriseSettings",
+        "id": "0a1b2c3d-android",
+        "bindStatus": bind_status,
+        "lastAppSyncDateTime": graph_time(-timedelta(hours=6)),
+        "lastAppSyncStatus": "success",
+        "ownerUserPrincipalName": "admin@contoso.example",
+    }
+
+
+def driver_profile(profile_id: str, name: str = "Drivers: pilot ring") -> dict[str, Any]:
+    return {
+        "@odata.type": "#microsoft.graph.windowsDriverUpdateProfile",
+        "id": profile_id,
+        "displayName": name,
+        "approvalType": "manual",
+        "inventorySyncStatus": {
+            "lastSuccessfulSyncDateTime": graph_time(-timedelta(days=1)),
+            "driverInventorySyncState": "success",
+        },
+    }
+
+
+VPP_IDS = ("7b1d9c2e-0f3a-4b5c-8d6e-1a2b3c4d5e01", "7b1d9c2e-0f3a-4b5c-8d6e-1a2b3c4d5e02")
+DEP_ID = "5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e01"
+DRIVER_ID = "2e3f4a5b-6c7d-4e8f-9a0b-1c2d3e4f5a01"
+
+
+def sample_objects() -> dict[str, list[dict[str, Any]]]:
+    """A tenant that uses every live target: two VPP tokens, an ADE token, Autopilot, Managed Google Play, drivers."""
+    return {
+        "vppTokens": [vpp_token(VPP_IDS[0]), vpp_token(VPP_IDS[1])],
+        "depOnboardingSettings": [dep_token(DEP_ID)],
+        "windowsAutopilotSettings": [autopilot_settings()],
+        "androidManagedStoreAccountEnterpriseSettings": [android_settings()],
+        "windowsDriverUpdateProfiles": [driver_profile(DRIVER_ID)],
     }
 
 
@@ -158,6 +280,7 @@ class Emulator:
         self,
         connectors: list[dict[str, Any]] | None = None,
         *,
+        objects: dict[str, list[dict[str, Any]]] | None = None,
         page_size: int = 100,
         roles: tuple[str, ...] = (READ_WRITE_ROLE,),
         token_lifetime: int = 3600,
@@ -165,6 +288,10 @@ class Emulator:
         port: int = 0,
     ) -> None:
         self.connectors = {c["id"]: c for c in (sample_connectors() if connectors is None else connectors)}
+        # The other targets' objects by id; a one-object target holds at most one.
+        self.objects = {
+            name: {o["id"]: o for o in found} for name, found in {**sample_objects(), **(objects or {})}.items()
+        }
         self.page_size = page_size
         self.roles = roles
         self.token_lifetime = token_lifetime
@@ -393,7 +520,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif route == "unknown":
             self._graph_error(404, "ResourceNotFound", f"Resource not found for the segment '{path}'.")
         elif self._authorised(route):
-            getattr(self, f"_{route}")(connector_id, parse_qs(query), body)
+            if "." in route:
+                self._served(route, connector_id, parse_qs(query))
+            else:
+                getattr(self, f"_{route}")(connector_id, parse_qs(query), body)
 
     def _apply(self, spoilt: Fault) -> bool:
         """Carry out a fault; True when it has answered (or hung up) instead of the route."""
@@ -519,12 +649,17 @@ class _Handler(BaseHTTPRequestHandler):
         if token.audience != emulator.url:
             self._graph_error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
             return False
-        needed = {
-            "sync": {READ_WRITE_ROLE},
-            "service_principals": {"Application.Read.All", GRANT_SCOPE},
-            "role_assignments": {"Application.Read.All", GRANT_SCOPE},
-            "assign_role": {GRANT_SCOPE},
-        }.get(route, {READ_ROLE, READ_WRITE_ROLE})
+        target, _, kind = route.partition(".")
+        if kind:
+            read, write = SERVED[target].roles
+            needed = {write} if kind == "sync" else {read, write}
+        else:
+            needed = {
+                "sync": {READ_WRITE_ROLE},
+                "service_principals": {"Application.Read.All", GRANT_SCOPE},
+                "role_assignments": {"Application.Read.All", GRANT_SCOPE},
+                "assign_role": {GRANT_SCOPE},
+            }.get(route, {READ_ROLE, READ_WRITE_ROLE})
         if not needed & token.permissions:
             self._graph_error(
                 403,
@@ -569,6 +704,36 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             found["lastSyncDateTime"] = datetime.now(timezone.utc).isoformat()
             self._send(204, b"")
+
+    def _served(self, route: str, object_id: str | None, query: dict[str, list[str]]) -> None:
+        """A target other than the Exchange connectors: its list (paged), its one object, or its sync action."""
+        emulator = self.server.emulator
+        name, _, kind = route.partition(".")
+        served = SERVED[name]
+        objects = emulator.objects[name]
+        if kind == "list":
+            start = int((query.get("$skiptoken") or ["0"])[0])
+            items = list(objects.values())
+            page: dict[str, Any] = {"value": items[start : start + emulator.page_size]}
+            if start + emulator.page_size < len(items):
+                page["@odata.nextLink"] = (
+                    f"{emulator.url}/{served.version}{served.path}?$skiptoken={start + emulator.page_size}"
+                )
+            self._send_json(200, page)
+            return
+        found = next(iter(objects.values()), None) if served.single else objects.get(object_id or "")
+        if found is None:
+            self._graph_error(404, "ResourceNotFound", f"No {name} object {object_id or ''} in this tenant.")
+        elif kind == "get":
+            self._send_json(200, found)
+        elif (refusal := _refusal(name, found)) is not None:
+            self._graph_error(*refusal)
+        else:
+            _synced(name, found)
+            if served.success == 200:
+                self._send_json(200, found)
+            else:
+                self._send(204, b"")
 
     def _service_principals(self, _id: str | None, query: dict[str, list[str]], _body: bytes) -> None:
         wanted = (query.get("$filter") or [""])[0]
@@ -671,6 +836,60 @@ ROUTES = [
 ]
 
 
+for _name, _served in SERVED.items():
+    _root = re.escape(f"/{_served.version}{_served.path}")
+    if _served.single:
+        ROUTES += [
+            ("GET", re.compile(_root), f"{_name}.get"),
+            ("POST", re.compile(rf"{_root}/{_served.action}"), f"{_name}.sync"),
+        ]
+    else:
+        ROUTES += [
+            ("GET", re.compile(_root), f"{_name}.list"),
+            ("POST", re.compile(rf"{_root}/([^/]+)/{_served.action}"), f"{_name}.sync"),
+        ]
+
+
+def _refusal(name: str, found: dict[str, Any]) -> tuple[int, str, str] | None:
+    """What Graph answers instead of accepting a sync, by each target's documented rule."""
+    now = datetime.now(timezone.utc)
+
+    def since(field: str) -> timedelta:
+        return now - datetime.fromisoformat(found[field].replace("0Z", "+00:00").replace("Z", "+00:00"))
+
+    if name == "windowsAutopilotSettings" and found["syncStatus"] == "inProgress":
+        return 409, "Conflict", "An Autopilot sync is already in progress."
+    if name == "windowsAutopilotSettings" and since("lastManualSyncTriggerDateTime") < timedelta(minutes=10):
+        return 429, "TooManyRequests", "Autopilot sync was requested less than 10 minutes ago."
+    if name == "depOnboardingSettings" and since("lastSyncTriggeredDateTime") < timedelta(minutes=15):
+        return 400, "BadRequest", "A manual sync is allowed once every 15 minutes."
+    if name == "vppTokens" and found["state"] != "valid":
+        return 400, "BadRequest", f"The token is {found['state']}."
+    if name == "androidManagedStoreAccountEnterpriseSettings" and found["bindStatus"] not in (
+        "bound",
+        "boundAndValidated",
+    ):
+        return 400, "BadRequest", "The tenant is not bound to Managed Google Play."
+    return None
+
+
+def _synced(name: str, found: dict[str, Any]) -> None:
+    """What Intune records when it accepts a sync."""
+    stamp = {
+        "vppTokens": "lastSyncDateTime",
+        "depOnboardingSettings": "lastSyncTriggeredDateTime",
+        "windowsAutopilotSettings": "lastManualSyncTriggerDateTime",
+        "androidManagedStoreAccountEnterpriseSettings": "lastAppSyncDateTime",
+    }.get(name)
+    if stamp:
+        found[stamp] = graph_time()
+    if name == "windowsDriverUpdateProfiles":
+        found["inventorySyncStatus"] = {
+            "lastSuccessfulSyncDateTime": graph_time(),
+            "driverInventorySyncState": "pending",
+        }
+
+
 def _route(method: str, path: str) -> tuple[str, str | None]:
     """The route's name and the id in the path, if any."""
     for verb, pattern, name in ROUTES:
@@ -692,6 +911,8 @@ def _graph_service_principal() -> dict[str, Any]:
             role("df021288-bdef-4463-88db-98f22de89214", "User.Read.All"),
             role(READ_ROLE_ID, READ_ROLE),
             role(READ_WRITE_ROLE_ID, READ_WRITE_ROLE),
+            role(CONFIG_READ_ROLE_ID, CONFIG_READ_ROLE),
+            role(CONFIG_READ_WRITE_ROLE_ID, CONFIG_READ_WRITE_ROLE),
         ],
     }
 

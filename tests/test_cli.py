@@ -16,6 +16,7 @@ import pytest
 from shared.cli import main
 from tests.conftest import closed_port_url
 from tests.emulator import (
+    CONFIG_READ_WRITE_ROLE_ID,
     DEMO_ADMIN_CLIENT_ID,
     GRANT_SCOPE,
     GRAPH_APP_ID,
@@ -24,6 +25,7 @@ from tests.emulator import (
     READ_ROLE,
     READ_WRITE_ROLE,
     READ_WRITE_ROLE_ID,
+    VPP_IDS,
     Emulator,
     connector,
 )
@@ -482,3 +484,58 @@ def test_make_emulator_prints_exports_that_make_doctor_pass(emulator_process: di
     assert "All healthy." in doctor.stdout
     assert granted.returncode == 0, granted.stdout + granted.stderr
     assert "is now granted" in granted.stdout
+
+
+@pytest.fixture
+def two_permissions(scheduled: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """Targets that need both Graph permissions; the identity holds only DeviceManagementServiceConfig's."""
+    monkeypatch.setenv("SYNC_TARGETS", "exchangeConnectors vppTokens windowsDriverUpdateProfiles")
+    return scheduled
+
+
+def test_doctor_names_each_role_the_enabled_targets_need_and_lack(two_permissions: Emulator) -> None:
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert "ok    permission: the token carries the application role DeviceManagementServiceConfig.ReadWrite.All" in out
+    assert "FAIL  permission: the token has no application role DeviceManagementConfiguration.ReadWrite.All" in out
+    assert "FAIL  windowsDriverUpdateProfiles: could not read them" in out
+    assert f"ok    vppTokens {VPP_IDS[0]}" in out
+
+
+def test_grant_grants_every_role_the_targets_need_once(
+    two_permissions: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_CLIENT_ID", DEMO_ADMIN_CLIENT_ID)
+
+    first = cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+    second = cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+
+    assert first[0] == second[0] == 0
+    assert "DeviceManagementConfiguration.ReadWrite.All is now granted" in first[1]
+    assert "DeviceManagementConfiguration.ReadWrite.All was already granted" in second[1]
+    assert sorted(a["appRoleId"] for a in two_permissions.assignments) == sorted(
+        [READ_WRITE_ROLE_ID, CONFIG_READ_WRITE_ROLE_ID]
+    )
+
+
+def test_status_and_sync_take_a_target(two_permissions: Emulator) -> None:
+    code, table = cli("status", "--target", "vppTokens")
+    assert code == 0
+    assert table.splitlines()[0] == f"vppTokens (v1.0, {READ_WRITE_ROLE})"
+    assert VPP_IDS[1] in table
+
+    code, out = cli("sync", "--target", "vppTokens", "--id", VPP_IDS[1])
+    assert code == 0, out
+    assert [r.path for r in two_permissions.calls("vppTokens.sync")] == [
+        f"/v1.0/deviceAppManagement/vppTokens/{VPP_IDS[1]}/syncLicenses"
+    ]
+    assert two_permissions.calls("sync") == []
+
+
+def test_sync_ids_need_exactly_one_target(two_permissions: Emulator) -> None:
+    code, out = cli("sync", "--id", VPP_IDS[0])
+
+    assert code == 2
+    assert "--id" in out
+    assert two_permissions.calls() == []

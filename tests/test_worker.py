@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("grpc", reason="the worker tests run in the Python 3.13 pass of `make test`")
 pytest.importorskip("azure_functions_runtime_v1", reason="the v1 worker library needs Python 3.13")
 
-from tests.emulator import READ_ROLE, Emulator, emulator_settings, free_port
+from tests.emulator import CONFIG_READ_WRITE_ROLE, READ_ROLE, Emulator, emulator_settings, free_port
 from tests.functions_host.frontend import FrontEnd
 from tests.functions_host.host import FunctionsHost
 
@@ -251,3 +251,25 @@ def test_local_host_on_a_taken_port_says_so_in_one_line() -> None:
     assert len(run.stderr.strip().splitlines()) == 1
     assert "already in use" in run.stderr
     assert "PORT=" in run.stderr and "--port" in run.stderr
+
+
+def test_a_target_route_reaches_the_function_through_the_worker(emulator: Emulator) -> None:
+    """/api/sync/{target} through the real worker: the route parameter arrives, and only that target is synced."""
+    emulator.roles = (*emulator.roles, CONFIG_READ_WRITE_ROLE)
+    settings = {**app_settings(emulator), "SYNC_TARGETS": "exchangeConnectors,windowsDriverUpdateProfiles"}
+    with FunctionsHost(APP_ROOT, env=settings) as running:
+        front = FrontEnd(running, free_port())
+        server = front.serve()
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            status, _, body = send(front.port, "POST", "/api/sync/windowsDriverUpdateProfiles")
+            timer = running.invoke_timer("sync_timer")
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    assert status == 202, body
+    assert [r["target"] for r in json.loads(body)["results"]] == ["windowsDriverUpdateProfiles"]
+    assert timer.succeeded, timer.error
+    assert len(emulator.calls("windowsDriverUpdateProfiles.sync")) == 2
+    assert len(emulator.calls("sync")) == 2

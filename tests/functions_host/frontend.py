@@ -56,7 +56,7 @@ class FrontEnd:
         if route.startswith("/admin/functions/"):
             return self._admin(method, route.rsplit("/", 1)[-1])
         matched = next(
-            ((found, route) for pattern, route in self._templates if (found := pattern.fullmatch(route))), None
+            ((hit, template) for pattern, template in self._templates if (hit := pattern.fullmatch(route))), None
         )
         if matched is None:
             return json_error(404, "notFound", f"no function is served at {route}")
