@@ -31,6 +31,19 @@ param syncSchedule string = '0 */15 * * * *'
 ])
 param syncType string = 'deltaSync'
 
+@description('The sync targets (SYNC_TARGETS). The Graph application roles granted are exactly those these targets need.')
+@allowed([
+  'exchangeConnectors'
+  'vppTokens'
+  'depOnboardingSettings'
+  'windowsAutopilotSettings'
+  'androidManagedStoreAccountEnterpriseSettings'
+  'windowsDriverUpdateProfiles'
+])
+param syncTargets array = [
+  'exchangeConnectors'
+]
+
 @description('Connector ids to sync, comma separated; empty syncs every connector in the tenant.')
 param exchangeConnectorIds string = ''
 
@@ -60,8 +73,20 @@ var hostSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: useUserAssignedIdentity ? 'ClientId=${identityClientId};Authorization=AAD' : 'Authorization=AAD'
 }
+// The Graph application permission each target needs (shared/targets/: each module's `permission`).
+var targetPermissions = {
+  exchangeConnectors: 'DeviceManagementServiceConfig.ReadWrite.All'
+  vppTokens: 'DeviceManagementServiceConfig.ReadWrite.All'
+  depOnboardingSettings: 'DeviceManagementServiceConfig.ReadWrite.All'
+  windowsAutopilotSettings: 'DeviceManagementServiceConfig.ReadWrite.All'
+  androidManagedStoreAccountEnterpriseSettings: 'DeviceManagementConfiguration.ReadWrite.All'
+  windowsDriverUpdateProfiles: 'DeviceManagementConfiguration.ReadWrite.All'
+}
+// Each role once: union() of arrays drops duplicates.
+var graphAppRoles = union(map(syncTargets, target => targetPermissions[target]), [])
 // The app's own settings (README, 'Settings').
 var syncSettings = {
+  SYNC_TARGETS: join(syncTargets, ',')
   SYNC_SCHEDULE: syncSchedule
   SYNC_TYPE: syncType
   EXCHANGE_CONNECTOR_IDS: exchangeConnectorIds
@@ -240,6 +265,7 @@ module graphPermission 'graph-permission.bicep' = if (grantGraphPermission) {
   name: 'graph-permission-${suffix}'
   params: {
     principalId: identityPrincipalId
+    appRoles: graphAppRoles
   }
 }
 

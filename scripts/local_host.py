@@ -30,7 +30,11 @@ from urllib.error import HTTPError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.emulator import Emulator, connector, emulator_settings, sample_connectors  # noqa: E402
+from tests.emulator import VPP_IDS, Emulator, connector, emulator_settings, sample_connectors, vpp_token  # noqa: E402
+
+# The targets the demo enables: all that need only DeviceManagementServiceConfig.ReadWrite.All, which the
+# emulator's identity holds.
+DEMO_TARGETS = "exchangeConnectors,vppTokens,depOnboardingSettings,windowsAutopilotSettings"
 from tests.functions_host.frontend import FrontEnd  # noqa: E402
 from tests.functions_host.host import FunctionsHost, Invocation  # noqa: E402
 
@@ -55,7 +59,7 @@ class Reporter:
             for call in received:
                 body = f" {call.body.decode()}" if call.body else ""
                 query = "&".join(f"{k}={v[0]}" for k, v in call.query.items() if k != "resource")
-                print(f"    {call.route:<8} {call.method} {call.path}{'?' + query if query else ''}{body}")
+                print(f"    {call.route:<30} {call.method} {call.path}{'?' + query if query else ''}{body}")
         sys.stdout.flush()
 
 
@@ -75,7 +79,8 @@ def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) 
 def run_once(port: int) -> None:
     call(port, "POST", "/admin/functions/sync_timer", {"input": ""})
     call(port, "POST", "/api/sync", {"syncType": "fullSync", "connectorIds": [sample_connectors()[0]["id"]]})
-    call(port, "GET", "/api/sync")
+    call(port, "POST", "/api/sync/vppTokens", {"ids": [VPP_IDS[1]]})
+    call(port, "GET", "/api/sync/vppTokens")
 
 
 def port_is_free(port: int) -> bool:
@@ -111,8 +116,10 @@ def main() -> int:
     settings = {"SYNC_SCHEDULE": "0 */15 * * * *"}
     if not args.live:
         extra = connector("3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e03", server_name="EXCH03")
-        emulator = Emulator([*sample_connectors(), extra], page_size=2).start()
-        settings = emulator_settings(emulator)
+        # One VPP token expired, so the demo shows a target's own rule at work: it is skipped, not failed.
+        tokens = [vpp_token(VPP_IDS[0], state="expired"), vpp_token(VPP_IDS[1])]
+        emulator = Emulator([*sample_connectors(), extra], objects={"vppTokens": tokens}, page_size=2).start()
+        settings = {**emulator_settings(emulator), "SYNC_TARGETS": DEMO_TARGETS}
         print(f"Emulator for Graph and the managed-identity endpoint: {emulator.url}")
     stop: list[Callable[[], None]] = [emulator.stop] if emulator else []
     try:

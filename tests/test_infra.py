@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from shared.targets import TARGETS
+
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 ROLE_VALUE = "DeviceManagementServiceConfig.ReadWrite.All"
 
@@ -105,6 +107,8 @@ def test_app_settings_default_to_every_15_minutes_and_delta_sync(main: dict[str,
     sync = main["variables"]["syncSettings"]["value"]
     params = main["parameters"]
 
+    assert sync["SYNC_TARGETS"]["function"]["type"] == "join"
+    del sync["SYNC_TARGETS"]
     assert sync == {
         "SYNC_SCHEDULE": "syncSchedule",
         "SYNC_TYPE": "syncType",
@@ -124,12 +128,29 @@ def test_graph_permission_is_granted_behind_a_parameter(main: dict[str, Any]) ->
 
     assert module["detail"]["path"] == "graph-permission.bicep"
     assert module["config"]["condition"] == "grantGraphPermission"
-    assert module["config"]["config"]["params"] == {"principalId": "identityPrincipalId"}
+    assert module["config"]["config"]["params"] == {"principalId": "identityPrincipalId", "appRoles": "graphAppRoles"}
+
+
+def test_sync_targets_parameter_grants_exactly_the_roles_its_targets_need(main: dict[str, Any]) -> None:
+    """The Bicep's target -> permission map is the app's own, and each role is granted once (union)."""
+    parameter = main["parameters"]["syncTargets"]
+    allowed = next(d["argument"] for d in parameter["decorators"] if d["type"] == "allowed")
+    permissions = main["variables"]["targetPermissions"]["value"]
+    roles = main["variables"]["graphAppRoles"]["value"]["function"]
+
+    assert parameter["default"] == ["exchangeConnectors"]
+    assert allowed == list(TARGETS)
+    assert permissions == {name: target.permission for name, target in TARGETS.items()}
+    assert roles["type"] == "union"
+    assert roles["parameters"]["arg_1"]["function"]["type"] == "map"
+    assert roles["parameters"]["arg_1"]["function"]["parameters"]["arg_1"] == "syncTargets"
 
 
 def test_graph_app_role_is_resolved_by_value_through_the_graph_extension(grant: dict[str, Any]) -> None:
     graph = grant["resources"]["graph"]
-    assignment = grant["resources"]["grant"]
+    assignment = grant["resources"]["grants"]
+    assert assignment["config"]["loop_type"]["detail"] == {"item_name": "appRole", "array_name": "appRoles"}
+    assignment = {**assignment, "config": assignment["config"]["config"]}
     lookup = assignment["config"]["appRoleId"]["operator"]["operands"]["operand_1"]["operator"]["operands"]
     role_filter = lookup["operand_1"]["function"]
 
@@ -144,7 +165,7 @@ def test_graph_app_role_is_resolved_by_value_through_the_graph_extension(grant: 
         "operand_1": "graph",
         "operand_2": "appRoles",
     }
-    assert grant["parameters"]["appRole"]["default"] == ROLE_VALUE
+    assert grant["parameters"]["appRoles"]["default"] == [ROLE_VALUE]
     guid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
     code = "\n".join(
         line for line in (INFRA / "graph-permission.bicep").read_text().splitlines() if "appId" not in line
