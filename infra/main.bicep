@@ -61,6 +61,13 @@ param graphEndpoint string = 'https://graph.microsoft.com'
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('E-mail address the alerts go to; empty for none (the alert rules exist and show in the portal either way).')
+param alertEmail string = ''
+
+@description('Webhook URL the alerts go to, such as a Teams or Slack incoming webhook; empty for none.')
+@secure()
+param alertWebhookUrl string = ''
+
 param tags object = {}
 
 var suffix = take(uniqueString(subscription().id, resourceGroup().id, name), 8)
@@ -266,6 +273,98 @@ module graphPermission 'graph-permission.bicep' = if (grantGraphPermission) {
   params: {
     principalId: identityPrincipalId
     appRoles: graphAppRoles
+  }
+}
+
+// Alerts. Each query matches what the app writes (README, 'Expiry watch and alerts'): the Functions host records
+// every timer invocation in `requests`; the app logs each object that failed as `... outcome=failed ...` and each
+// expiry finding as a line that starts with `expiry-warning` (shared/watch.py), both in `traces`.
+var failedSyncsQuery = 'union (requests | where operation_Name =~ "sync_timer" and success == false), (traces | where message contains "outcome=failed")'
+var expiryQuery = 'traces | where message startswith "expiry-warning"'
+
+resource alertReceivers 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: 'ag-${name}-${suffix}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: take('intunesync', 12)
+    enabled: true
+    emailReceivers: empty(alertEmail) ? [] : [{ name: 'email', emailAddress: alertEmail, useCommonAlertSchema: true }]
+    webhookReceivers: empty(alertWebhookUrl) ? [] : [{ name: 'webhook', serviceUri: alertWebhookUrl, useCommonAlertSchema: true }]
+  }
+}
+
+resource failedSyncsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+  name: 'alert-${name}-failed-syncs-${suffix}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Intune sync: a timer run or a sync failed'
+    description: 'A sync_timer invocation failed, or Graph refused or failed a sync. The trace lines name the target, object, Graph request-id and the fix.'
+    severity: 2
+    enabled: true
+    scopes: [
+      insights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    criteria: {
+      allOf: [
+        {
+          query: failedSyncsQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        alertReceivers.id
+      ]
+    }
+  }
+}
+
+resource expiryAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+  name: 'alert-${name}-expiry-${suffix}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Intune sync: an Apple token or certificate expires soon, or a connection is in error'
+    description: 'The expiry watch found the Apple push certificate, a VPP or ADE token expiring within EXPIRY_WARNING_DAYS (or expired), or Managed Google Play in error. Each trace line says how to renew.'
+    severity: 2
+    enabled: true
+    scopes: [
+      insights.id
+    ]
+    evaluationFrequency: 'P1D'
+    windowSize: 'P1D'
+    criteria: {
+      allOf: [
+        {
+          query: expiryQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        alertReceivers.id
+      ]
+    }
   }
 }
 

@@ -30,7 +30,15 @@ from urllib.error import HTTPError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.emulator import VPP_IDS, Emulator, connector, emulator_settings, sample_connectors, vpp_token  # noqa: E402
+from tests.emulator import (  # noqa: E402
+    VPP_IDS,
+    Emulator,
+    apns_certificate,
+    connector,
+    emulator_settings,
+    sample_connectors,
+    vpp_token,
+)
 
 # The targets the demo enables: all that need only DeviceManagementServiceConfig.ReadWrite.All, which the
 # emulator's identity holds.
@@ -117,8 +125,10 @@ def main() -> int:
     if not args.live:
         extra = connector("3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e03", server_name="EXCH03")
         # One VPP token expired, so the demo shows a target's own rule at work: it is skipped, not failed.
-        tokens = [vpp_token(VPP_IDS[0], state="expired"), vpp_token(VPP_IDS[1])]
-        emulator = Emulator([*sample_connectors(), extra], objects={"vppTokens": tokens}, page_size=2).start()
+        tokens = [vpp_token(VPP_IDS[0], state="expired", expires_in_days=-3), vpp_token(VPP_IDS[1])]
+        # And a push certificate close to its end, so the expiry watch has something to say.
+        watched = {"vppTokens": tokens, "applePushNotificationCertificate": [apns_certificate(expires_in_days=12)]}
+        emulator = Emulator([*sample_connectors(), extra], objects=watched, page_size=2).start()
         settings = {**emulator_settings(emulator), "SYNC_TARGETS": DEMO_TARGETS}
         print(f"Emulator for Graph and the managed-identity endpoint: {emulator.url}")
     stop: list[Callable[[], None]] = [emulator.stop] if emulator else []

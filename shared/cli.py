@@ -14,7 +14,7 @@ import uuid
 from datetime import timedelta
 from typing import TextIO
 
-from shared import doctor, run
+from shared import doctor, run, watch
 from shared.errors import (
     ConfigurationError,
     GraphForbidden,
@@ -181,12 +181,19 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:
     """Each target's objects; configured ids the tenant does not have and targets that cannot be read make it 1."""
-    states = run.target_states(load_settings(), _targets(args))
+    settings = load_settings()
+    states = run.target_states(settings, _targets(args))
+    expiry = run.expiry_watch(settings, states) if settings.expiry_warning_days else None
     if args.json:
-        print(json.dumps({"targets": {state.target: state.as_dict() for state in states}}, indent=2), file=out)
+        answer: dict[str, object] = {"targets": {state.target: state.as_dict() for state in states}}
+        if expiry is not None:
+            answer["expiry"] = expiry.as_dict()
+        print(json.dumps(answer, indent=2), file=out)
     else:
         for state in states:
             _print_table(state, out)
+        if expiry is not None:
+            _print_expiry(expiry, out)
     notes = sys.stderr if args.json else out
     for state in states:
         target = TARGETS[state.target]
@@ -215,6 +222,20 @@ def _print_table(state: run.TargetState, out: TextIO) -> None:
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     for row in [list(columns), *rows]:
         print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def _print_expiry(report: watch.WatchReport, out: TextIO) -> None:
+    print(f"expiry watch (warns {report.warning_days} days ahead)", file=out)
+    for standing in report.standings:
+        expires = standing.expires.date().isoformat() if standing.expires else "-"
+        left = standing.days_left(report.at)
+        print(
+            f"  {standing.name:<50} expires {expires:<10}  days left {'-' if left is None else left:<5}  "
+            f"{standing.problem or 'ok'}",
+            file=out,
+        )
+    for skipped in report.unchecked:
+        print(f"  {skipped.target:<50} {skipped.reason}", file=out)
 
 
 def _cell(value: object) -> str:

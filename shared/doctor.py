@@ -155,7 +155,8 @@ def _permission_finding(claims: dict[str, Any], role: str) -> Finding:
 def _target_findings(settings: Settings, names: tuple[str, ...], max_age: timedelta) -> list[Finding]:
     findings = []
     now = datetime.now(timezone.utc)
-    for state in run.target_states(settings, names):
+    states = run.target_states(settings, names)
+    for state in states:
         target = TARGETS[state.target]
         if state.error is not None:
             advice = run.remedy(state.error, target, lister=LISTER)
@@ -176,4 +177,18 @@ def _target_findings(settings: Settings, names: tuple[str, ...], max_age: timede
         for obj in state.objects:
             health = target.health(obj, now, max_age)
             findings.append(Finding(health.ok, f"{state.target} {obj.id}", health.detail, health.fix))
+    return findings + _expiry_findings(settings, states)
+
+
+def _expiry_findings(settings: Settings, states: list[run.TargetState]) -> list[Finding]:
+    """The expiry watch: each finding fails doctor; what the token cannot read is only 'not checked'."""
+    if not settings.expiry_warning_days:
+        return [Finding(True, "expiry watch", "off (EXPIRY_WARNING_DAYS=0)")]
+    report = run.expiry_watch(settings, states)
+    findings = [Finding(True, f"expiry {u.target}", u.reason) for u in report.unchecked]
+    for standing in report.standings:
+        left = standing.days_left(report.at)
+        when = f"expires {standing.expires.date().isoformat()} ({left} days left)" if standing.expires else "no expiry"
+        detail = f"{standing.name}: {standing.problem}" if standing.problem else f"{standing.name}: {when}"
+        findings.append(Finding(standing.problem is None, f"expiry {standing.target}", detail, standing.fix))
     return findings

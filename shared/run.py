@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Literal
 
+from shared import watch
 from shared.coalescing import Deferred, SyncGate
 from shared.errors import (
     GraphError,
@@ -105,6 +106,8 @@ class SyncReport:
     sync_type: str | None
     results: tuple[ObjectResult, ...]
     duration_ms: int
+    # What Graph said of each whole target the run read, for the expiry watch to reuse rather than read again.
+    read: Mapping[str, tuple[SyncObject, ...]] = field(default_factory=dict, compare=False)
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome == outcome)
@@ -212,6 +215,14 @@ def target_states(
     return states
 
 
+def expiry_watch(settings: Settings, states: Sequence[TargetState]) -> watch.WatchReport:
+    """The expiry watch over what ``target_states`` already read; the other watched resources are read once."""
+    read = {state.target: state.objects for state in states if state.error is None and not state.missing}
+    return watch.check(
+        client_for(settings.graph), settings.expiry_warning_days, Deadline(settings.graph.time_budget), read
+    )
+
+
 def resolve_objects(
     graph: GraphClient, settings: Settings, target: Target, requested: Sequence[str] | None, deadline: Deadline
 ) -> list[SyncObject]:
@@ -240,12 +251,14 @@ def run_sync(
     *,
     ids: Sequence[str] | None = None,
     sync_type: str | None = None,
+    deadline: Deadline | None = None,
 ) -> SyncReport:
     """Sync every object of ``targets`` (default ``SYNC_TARGETS``); ``ids`` narrows a single target. Raises only
     for requested ids that are not the target's objects."""
     started = time.monotonic()
     names = tuple(targets or settings.targets)
-    deadline = Deadline(settings.graph.time_budget)
+    deadline = deadline or Deadline(settings.graph.time_budget)
+    read: dict[str, tuple[SyncObject, ...]] = {}
     graph = client_for(settings.graph)
     kind_of_sync = (sync_type or settings.sync_type) if any(TARGETS[n].takes_sync_type for n in names) else None
     results: list[ObjectResult] = []
@@ -276,6 +289,8 @@ def run_sync(
             _log_result(results[-1])
             stopped_by = exc if isinstance(exc, RUN_STOPPING) else None
             continue
+        if ids is None and not settings.ids_for(name):
+            read[name] = tuple(objects)
         if not objects:
             log.log(logging.WARNING if target.none_advice else logging.INFO, "%s: %s", name, target.nothing_found())
         throttled: SyncAppError | None = None
@@ -291,7 +306,7 @@ def run_sync(
                     throttled = result.error
             results.append(result)
             _log_result(result)
-    return SyncReport(names, kind_of_sync, tuple(results), _ms_since(started))
+    return SyncReport(names, kind_of_sync, tuple(results), _ms_since(started), read)
 
 
 def scheduled_sync(*, past_due: bool) -> SyncReport:
@@ -299,8 +314,12 @@ def scheduled_sync(*, past_due: bool) -> SyncReport:
     if past_due:
         log.warning("The sync timer is past due: the previous run was missed or overran (host restart, scale-in)")
     settings = load_settings()
-    report = run_sync(settings)
+    deadline = Deadline(settings.graph.time_budget)  # one budget for the syncs and the watch together
+    report = run_sync(settings, deadline=deadline)
     log.info("%s", report)
+    if settings.expiry_warning_days:
+        # The watch never fails the invocation: that is kept for failed syncs.
+        watch.log_findings(watch.check(client_for(settings.graph), settings.expiry_warning_days, deadline, report.read))
     if not report.ok:
         raise SyncFailed(" ".join([report.summary(), *report.failures(), *report.remedies()]))
     return report

@@ -30,6 +30,7 @@ class Settings:
     targets: tuple[str, ...] = DEFAULT
     min_interval: float = 0
     webhook_secret: str | None = field(default=None, repr=False)
+    expiry_warning_days: int = 30
 
     def ids_for(self, target: str) -> tuple[str, ...]:
         """The objects a setting names for ``target`` (only the Exchange connectors have such a setting)."""
@@ -51,6 +52,7 @@ SETTING_NAMES = (
     "GRAPH_RETRY_BACKOFF_SECONDS",
     "SYNC_MIN_INTERVAL_SECONDS",
     "WEBHOOK_HMAC_SECRET",
+    "EXPIRY_WARNING_DAYS",
 )
 
 
@@ -83,6 +85,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         targets=_targets(env.get("SYNC_TARGETS", "")),
         min_interval=_number(env, "SYNC_MIN_INTERVAL_SECONDS", default=0, low=0, high=86400),
         webhook_secret=env.get("WEBHOOK_HMAC_SECRET") or None,
+        expiry_warning_days=int(_number(env, "EXPIRY_WARNING_DAYS", default=30, low=0, high=365, whole=True)),
     )
 
 

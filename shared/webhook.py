@@ -252,6 +252,8 @@ def _state(settings: Settings, target: str | None, requested: tuple[str, ...] | 
             if settings.connector_ids:
                 body["missing"] = list(state.missing)
     body["targets"] = {state.target: state.as_dict() for state in states}
+    if target is None and settings.expiry_warning_days:
+        body["expiry"] = run.expiry_watch(settings, states).as_dict()
     failed = [state for state in states if state.error is not None]
     if failed and len(failed) == len(states):
         worst = _worst(failed)

@@ -125,6 +125,10 @@ SERVED = {
     "windowsDriverUpdateProfiles": ServedTarget(
         "beta", "/deviceManagement/windowsDriverUpdateProfiles", "syncInventory", False, CONFIGURATION
     ),
+    # Watched, never synced: no action. Readable with DeviceManagementManagedDevices.Read.All too.
+    "applePushNotificationCertificate": ServedTarget(
+        "v1.0", "/deviceManagement/applePushNotificationCertificate", "", True, SERVICE_CONFIG
+    ),
 }
 
 
@@ -198,19 +202,34 @@ def driver_profile(profile_id: str, name: str = "Drivers: pilot ring") -> dict[s
     }
 
 
+def apns_certificate(*, expires_in_days: float = 300) -> dict[str, Any]:
+    return {
+        "@odata.type": "#microsoft.graph.applePushNotificationCertificate",
+        "id": "0a1b2c3d-apns",
+        "appleIdentifier": "mdm@contoso.example",
+        "topicIdentifier": "com.apple.mgmt.External.0a1b2c3d",
+        "certificateSerialNumber": "5E7A",
+        "expirationDateTime": graph_time(timedelta(days=expires_in_days)),
+        "lastModifiedDateTime": graph_time(-timedelta(days=65)),
+        "certificateUploadStatus": "success",
+    }
+
+
 VPP_IDS = ("7b1d9c2e-0f3a-4b5c-8d6e-1a2b3c4d5e01", "7b1d9c2e-0f3a-4b5c-8d6e-1a2b3c4d5e02")
 DEP_ID = "5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e01"
 DRIVER_ID = "2e3f4a5b-6c7d-4e8f-9a0b-1c2d3e4f5a01"
 
 
 def sample_objects() -> dict[str, list[dict[str, Any]]]:
-    """A tenant that uses every live target: two VPP tokens, an ADE token, Autopilot, Managed Google Play, drivers."""
+    """A tenant that uses every live target (two VPP tokens, an ADE token, Autopilot, Managed Google Play, drivers)
+    and has an Apple push certificate; none of it expires within a month."""
     return {
         "vppTokens": [vpp_token(VPP_IDS[0]), vpp_token(VPP_IDS[1])],
         "depOnboardingSettings": [dep_token(DEP_ID)],
         "windowsAutopilotSettings": [autopilot_settings()],
         "androidManagedStoreAccountEnterpriseSettings": [android_settings()],
         "windowsDriverUpdateProfiles": [driver_profile(DRIVER_ID)],
+        "applePushNotificationCertificate": [apns_certificate()],
     }
 
 
@@ -839,10 +858,9 @@ ROUTES = [
 for _name, _served in SERVED.items():
     _root = re.escape(f"/{_served.version}{_served.path}")
     if _served.single:
-        ROUTES += [
-            ("GET", re.compile(_root), f"{_name}.get"),
-            ("POST", re.compile(rf"{_root}/{_served.action}"), f"{_name}.sync"),
-        ]
+        ROUTES.append(("GET", re.compile(_root), f"{_name}.get"))
+        if _served.action:
+            ROUTES.append(("POST", re.compile(rf"{_root}/{_served.action}"), f"{_name}.sync"))
     else:
         ROUTES += [
             ("GET", re.compile(_root), f"{_name}.list"),

@@ -397,7 +397,8 @@ def test_status_shows_configured_ids_the_tenant_does_not_have(
     monkeypatch.setenv("EXCHANGE_CONNECTOR_IDS", f"{A} missing1")
 
     code, table = cli("status")
-    rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[2:] if not line.startswith("missing:")}
+    connectors = table.split("expiry watch")[0].splitlines()[2:]
+    rows = {line.split()[0]: line.split()[1] for line in connectors if not line.startswith("missing:")}
 
     assert code == 1
     assert rows == {A: "connected", "missing1": "missing"}

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from shared.errors import SyncFailed
 from shared.targets import TARGETS
+from tests.conftest import fire_timer
+from tests.emulator import Emulator, apns_certificate
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 ROLE_VALUE = "DeviceManagementServiceConfig.ReadWrite.All"
@@ -197,3 +200,64 @@ def test_azd_deploys_this_folder_to_the_tagged_function_app(main: dict[str, Any]
 
 def test_outputs_give_the_principal_id_for_the_grant_command(main: dict[str, Any]) -> None:
     assert {"functionAppName", "webhookUrl", "identityPrincipalId"} <= set(main["outputs"])
+
+
+def query_literal(main: dict[str, Any], variable: str, pattern: str) -> str:
+    found = re.search(pattern, main["variables"][variable]["value"])
+    assert found, main["variables"][variable]["value"]
+    return found.group(1)
+
+
+def test_alert_rules_watch_the_apps_application_insights(main: dict[str, Any]) -> None:
+    for name in ("failedSyncsAlert", "expiryAlert"):
+        rule = main["resources"][name]
+        properties = rule["config"]["properties"]
+        criterion = properties["criteria"]["allOf"][0]
+        assert rule["type"] == "Microsoft.Insights/scheduledQueryRules"
+        assert properties["scopes"] == [
+            {"operator": {"type": "property_accessor", "operands": {"operand_1": "insights", "operand_2": "id"}}}
+        ]
+        assert (criterion["operator"], criterion["threshold"], criterion["timeAggregation"]) == (
+            "GreaterThan",
+            0,
+            "Count",
+        )
+        assert properties["actions"]["actionGroups"] == [
+            {"operator": {"type": "property_accessor", "operands": {"operand_1": "alertReceivers", "operand_2": "id"}}}
+        ]
+    assert (
+        main["resources"]["failedSyncsAlert"]["config"]["properties"]["criteria"]["allOf"][0]["query"]
+        == "failedSyncsQuery"
+    )
+    assert main["resources"]["expiryAlert"]["config"]["properties"]["criteria"]["allOf"][0]["query"] == "expiryQuery"
+
+
+def test_action_group_receivers_are_optional(main: dict[str, Any]) -> None:
+    properties = main["resources"]["alertReceivers"]["config"]["properties"]
+
+    for receivers, parameter in (("emailReceivers", "alertEmail"), ("webhookReceivers", "alertWebhookUrl")):
+        condition, when_empty, when_set = conditional(properties[receivers])
+        assert condition == {"function": {"type": "empty", "parameters": {"item_to_test": parameter}}}
+        assert when_empty == []
+        assert when_set[0]["useCommonAlertSchema"] is True
+        assert main["parameters"][parameter]["default"] == ""
+    assert any(d["type"] == "secure" for d in main["parameters"]["alertWebhookUrl"]["decorators"])
+
+
+def test_alert_queries_match_what_the_app_writes(
+    main: dict[str, Any], app_env: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Drive the app to a failed sync and an expiry finding, then check its own lines against the queries."""
+    caplog.set_level("INFO")
+    app_env.objects["applePushNotificationCertificate"] = {"c": apns_certificate(expires_in_days=3)}
+    app_env.fault("sync", status=500, times=100)
+    with pytest.raises(SyncFailed):
+        fire_timer()
+    lines = [r.getMessage() for r in caplog.records]
+
+    failed = query_literal(main, "failedSyncsQuery", r'message contains "([^"]+)"')
+    timer = query_literal(main, "failedSyncsQuery", r'operation_Name =~ "([^"]+)"')
+    expiry = query_literal(main, "expiryQuery", r'message startswith "([^"]+)"')
+    assert any(failed.lower() in line.lower() for line in lines)
+    assert any(line.startswith(expiry) for line in lines)
+    assert (INFRA.parent / timer).is_dir(), "the query must name the timer function's folder"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from shared.targets import (
     android_managed_store,
+    apple_push_certificate,
     dep_onboarding_settings,
     exchange_connectors,
     vpp_tokens,
@@ -13,7 +14,7 @@ from shared.targets import (
 )
 from shared.targets.base import Skip, SyncObject, Target
 
-__all__ = ["DEFAULT", "TARGETS", "Skip", "SyncObject", "Target", "permissions_for"]
+__all__ = ["DEFAULT", "TARGETS", "WATCHED", "Skip", "SyncObject", "Target", "permissions_for"]
 
 TARGETS: dict[str, Target] = {
     target.name: target
@@ -27,6 +28,17 @@ TARGETS: dict[str, Target] = {
     )
 }
 DEFAULT = (exchange_connectors.TARGET.name,)
+# What the expiry watch reads on every run, whichever targets are synced: Apple's push certificate and tokens,
+# and Managed Google Play's binding.
+WATCHED: dict[str, Target] = {
+    target.name: target
+    for target in (
+        apple_push_certificate.TARGET,
+        vpp_tokens.TARGET,
+        dep_onboarding_settings.TARGET,
+        android_managed_store.TARGET,
+    )
+}
 
 
 def permissions_for(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -6,11 +6,12 @@ https://learn.microsoft.com/graph/api/intune-androidforwork-androidmanagedstorea
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from shared.targets.base import CONFIGURATION_READ_WRITE, Skip, SyncObject, Target
+from shared.targets.base import CONFIGURATION_READ_WRITE, Skip, Standing, SyncObject, Target
 
 BOUND = ("bound", "boundAndValidated")
+HEALTHY_APP_SYNC = ("success", "none")
 
 
 class AndroidManagedStoreAccountEnterpriseSettings(Target):
@@ -31,6 +32,18 @@ class AndroidManagedStoreAccountEnterpriseSettings(Target):
                 f"the tenant is {status or 'not bound'} to Managed Google Play (apps sync only when it is bound)",
             )
         return None
+
+    def standing(self, obj: SyncObject, now: datetime, warning: timedelta) -> Standing:
+        """Not bound is no finding (the tenant does not use Managed Google Play); a failing app sync is."""
+        status = obj.text("lastAppSyncStatus")
+        problem = None
+        if obj.text("bindStatus") in BOUND and status not in HEALTHY_APP_SYNC:
+            problem = f"its last app sync failed ({status})"
+        fix = (
+            "Check the binding in the Intune admin center: Tenant administration > Connectors and tokens > "
+            "Managed Google Play (a credentialsNotValid status needs the owner account to sign in again)."
+        )
+        return Standing(self.name, obj.id, "Managed Google Play", None, problem, fix if problem else None)
 
 
 TARGET = AndroidManagedStoreAccountEnterpriseSettings()

@@ -50,6 +50,44 @@ class Health:
 
 
 @dataclass(frozen=True)
+class Standing:
+    """A watched object's expiry and health. ``problem`` set makes it a finding of the expiry watch."""
+
+    target: str
+    id: str
+    name: str
+    expires: datetime | None
+    problem: str | None = None
+    fix: str | None = None
+
+    def days_left(self, now: datetime) -> int | None:
+        """Whole days, toward zero: 11.9 days is 11 left, 2.1 days past is -2 (as the problem's wording says)."""
+        return None if self.expires is None else int((self.expires - now).total_seconds() / 86400)
+
+    def as_dict(self, now: datetime) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "id": self.id,
+            "name": self.name,
+            "expires": self.expires.isoformat(timespec="seconds") if self.expires else None,
+            "daysLeft": self.days_left(now),
+            "problem": self.problem,
+            "fix": self.fix,
+        }
+
+
+def expiry_problem(expires: datetime | None, now: datetime, warning: timedelta) -> str | None:
+    """'expired N days ago' or 'expires in N days' when within ``warning``; None when further off or unknown."""
+    if expires is None:
+        return None
+    if expires <= now:
+        return f"expired {(now - expires).days} day(s) ago, on {expires.date().isoformat()}"
+    if expires - now <= warning:
+        return f"expires in {(expires - now).days} day(s), on {expires.date().isoformat()}"
+    return None
+
+
+@dataclass(frozen=True)
 class Skip:
     """Why an object is not synced now: never a failure. ``next_allowed`` says when it may be, where known."""
 
@@ -129,6 +167,10 @@ class Target:
 
     def after_refusal(self, error: GraphError, obj: SyncObject, now: datetime) -> Skip | None:
         """A refusal of the sync action that is one of this target's rules rather than a failure."""
+        return None
+
+    def standing(self, obj: SyncObject, now: datetime, warning: timedelta) -> Standing | None:
+        """What the expiry watch says of one object; None for targets it does not watch."""
         return None
 
     def health(self, obj: SyncObject, now: datetime, max_age: timedelta) -> Health:

@@ -4,9 +4,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from shared.targets.base import SERVICE_CONFIG_READ_WRITE, Skip, SyncObject, Target
+from shared.targets.base import (
+    SERVICE_CONFIG_READ_WRITE,
+    Skip,
+    Standing,
+    SyncObject,
+    Target,
+    expiry_problem,
+    graph_datetime,
+)
+
+RENEW = (
+    "Download a new token from Apple Business Manager (or Apple School Manager) with the same Apple ID and upload it "
+    "in the Intune admin center: Tenant administration > Connectors and tokens > Apple VPP tokens."
+)
 
 
 class VppTokens(Target):
@@ -29,15 +42,19 @@ class VppTokens(Target):
     def before_sync(self, obj: SyncObject, now: datetime) -> Skip | None:
         state = obj.text("state")
         if state != "valid":
-            return Skip(
-                "notEligible",
-                f"the token's state is {state or 'unknown'}, not valid: download a new token from Apple Business "
-                "Manager (or School Manager) and upload it in the Intune admin center (Tenant administration > "
-                "Connectors and tokens > Apple VPP tokens)",
-            )
+            return Skip("notEligible", f"the token's state is {state or 'unknown'}, not valid. {RENEW}")
         if obj.text("lastSyncStatus") == "inProgress":
             return Skip("alreadyRunning", "a license sync of this token is already in progress")
         return None
+
+    def standing(self, obj: SyncObject, now: datetime, warning: timedelta) -> Standing:
+        expires = graph_datetime(obj.fields.get("expirationDateTime"))
+        state = obj.text("state")
+        problem = expiry_problem(expires, now, warning)
+        if state != "valid" and not (state == "expired" and problem):
+            problem = f"its state is {state or 'unknown'}"
+        name = f"VPP token {obj.text('organizationName') or ''} ({obj.text('appleId') or 'unknown Apple ID'})"
+        return Standing(self.name, obj.id, name, expires, problem, RENEW if problem else None)
 
 
 TARGET = VppTokens()

@@ -1,0 +1,105 @@
+"""The expiry watch: the Apple push certificate and the VPP and ADE tokens that expire unnoticed, and Managed
+Google Play in an error state.
+
+It reads each watched resource at most once per run, reusing what the sync run already read. An object the token
+cannot read is "not checked", with the permission it needs: never a failure. Each finding is one WARNING line
+that starts with ``expiry-warning`` (what the Azure Monitor alert in ``infra/`` queries).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from shared.errors import GraphError, GraphForbidden, IdentityUnavailable, SyncAppError, TimeBudgetExhausted
+from shared.graph import Deadline, GraphClient
+from shared.targets import WATCHED, SyncObject
+from shared.targets.base import Standing
+
+log = logging.getLogger(__name__)
+
+LOG_PREFIX = "expiry-warning"
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """A watched resource that could not be read: why, and the permission it needs."""
+
+    target: str
+    permission: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class WatchReport:
+    standings: tuple[Standing, ...]
+    unchecked: tuple[Unchecked, ...]
+    warning_days: int
+    at: datetime
+
+    @property
+    def findings(self) -> list[Standing]:
+        return [s for s in self.standings if s.problem]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "warningDays": self.warning_days,
+            "findings": [s.as_dict(self.at) for s in self.findings],
+            "objects": [s.as_dict(self.at) for s in self.standings],
+            "notChecked": [
+                {"target": u.target, "permission": u.permission, "reason": u.reason} for u in self.unchecked
+            ],
+        }
+
+
+def check(
+    graph: GraphClient,
+    warning_days: int,
+    deadline: Deadline,
+    already_read: Mapping[str, Sequence[SyncObject]] | None = None,
+) -> WatchReport:
+    """Every watched object's standing; ``already_read`` objects (by target) are not read again."""
+    now = datetime.now(timezone.utc)
+    warning = timedelta(days=warning_days)
+    standings: list[Standing] = []
+    unchecked: list[Unchecked] = []
+    stopped: SyncAppError | None = None
+    for name, watched in WATCHED.items():
+        objects = (already_read or {}).get(name)
+        if objects is None and stopped is not None:
+            unchecked.append(Unchecked(name, watched.permission, f"not checked: {stopped.kind}"))
+            continue
+        if objects is None:
+            try:
+                objects = watched.read(graph, deadline)
+            except GraphForbidden:
+                unchecked.append(Unchecked(name, watched.permission, f"not checked: needs {watched.permission}"))
+                continue
+            except (GraphError, IdentityUnavailable) as exc:
+                unchecked.append(Unchecked(name, watched.permission, f"not checked: {exc}"))
+                # No token, or no time left: every further read would fail the same way.
+                stopped = exc if isinstance(exc, IdentityUnavailable | TimeBudgetExhausted) else None
+                continue
+        standings += [s for s in (watched.standing(o, now, warning) for o in objects) if s is not None]
+    return WatchReport(tuple(standings), tuple(unchecked), warning_days, now)
+
+
+def log_findings(report: WatchReport) -> None:
+    """One WARNING line per finding: the object, its expiry and days left, and the fix."""
+    for finding in report.findings:
+        log.warning(
+            "%s target=%s id=%s expires=%s days-left=%s: %s %s. Fix: %s",
+            LOG_PREFIX,
+            finding.target,
+            finding.id,
+            finding.expires.date().isoformat() if finding.expires else "-",
+            finding.days_left(report.at) if finding.expires else "-",
+            finding.name,
+            finding.problem,
+            finding.fix,
+        )
+    for skipped in report.unchecked:
+        log.info("expiry watch: %s %s", skipped.target, skipped.reason)
