@@ -21,7 +21,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.emulator import Emulator, free_port  # noqa: E402
+from tests.emulator import Emulator, emulator_settings, free_port  # noqa: E402
 from tests.functions_host.frontend import FrontEnd  # noqa: E402
 from tests.functions_host.host import FunctionsHost  # noqa: E402
 
@@ -43,14 +43,7 @@ class Outcome:
 
 
 def app_settings(emulator: Emulator, **extra: str) -> dict[str, str]:
-    return {
-        "GRAPH_ENDPOINT": emulator.url,
-        "IDENTITY_ENDPOINT": emulator.identity_endpoint,
-        "IDENTITY_HEADER": emulator.identity_header,
-        "SYNC_SCHEDULE": "0 */15 * * * *",
-        "NO_PROXY": "127.0.0.1,localhost",
-        **extra,
-    }
+    return {**emulator_settings(emulator), **extra}
 
 
 @contextmanager

@@ -143,20 +143,24 @@ def current_exchange() -> Exchange | None:
     return getattr(_current, "exchange", None)
 
 
-class _WatchedHTTPConnection(HTTPConnection):
+class _JoinsExchange:
+    """A urllib3 connection that joins the thread's :class:`Exchange` before it waits for an answer."""
+
+    sock: socket.socket | None
+
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         exchange = current_exchange()
         if exchange is not None:
             exchange.attach(self.sock)
-        return super().getresponse(*args, **kwargs)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        exchange = current_exchange()
-        if exchange is not None:
-            exchange.attach(self.sock)
-        return super().getresponse(*args, **kwargs)
+class _WatchedHTTPConnection(_JoinsExchange, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_JoinsExchange, HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
