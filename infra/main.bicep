@@ -39,6 +39,7 @@ param syncType string = 'deltaSync'
   'windowsAutopilotSettings'
   'androidManagedStoreAccountEnterpriseSettings'
   'windowsDriverUpdateProfiles'
+  'managedDevices'
 ])
 param syncTargets array = [
   'exchangeConnectors'
@@ -80,17 +81,19 @@ var hostSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: useUserAssignedIdentity ? 'ClientId=${identityClientId};Authorization=AAD' : 'Authorization=AAD'
 }
-// The Graph application permission each target needs (shared/targets/: each module's `permission`).
+// The Graph application permissions each target needs (shared/targets/: each module's `permission`, and its
+// `read_permission` where the action's does not cover reading).
 var targetPermissions = {
-  exchangeConnectors: 'DeviceManagementServiceConfig.ReadWrite.All'
-  vppTokens: 'DeviceManagementServiceConfig.ReadWrite.All'
-  depOnboardingSettings: 'DeviceManagementServiceConfig.ReadWrite.All'
-  windowsAutopilotSettings: 'DeviceManagementServiceConfig.ReadWrite.All'
-  androidManagedStoreAccountEnterpriseSettings: 'DeviceManagementConfiguration.ReadWrite.All'
-  windowsDriverUpdateProfiles: 'DeviceManagementConfiguration.ReadWrite.All'
+  exchangeConnectors: ['DeviceManagementServiceConfig.ReadWrite.All']
+  vppTokens: ['DeviceManagementServiceConfig.ReadWrite.All']
+  depOnboardingSettings: ['DeviceManagementServiceConfig.ReadWrite.All']
+  windowsAutopilotSettings: ['DeviceManagementServiceConfig.ReadWrite.All']
+  androidManagedStoreAccountEnterpriseSettings: ['DeviceManagementConfiguration.ReadWrite.All']
+  windowsDriverUpdateProfiles: ['DeviceManagementConfiguration.ReadWrite.All']
+  managedDevices: ['DeviceManagementManagedDevices.PrivilegedOperations.All', 'DeviceManagementManagedDevices.Read.All']
 }
 // Each role once: union() of arrays drops duplicates.
-var graphAppRoles = union(map(syncTargets, target => targetPermissions[target]), [])
+var graphAppRoles = union(flatten(map(syncTargets, target => targetPermissions[target])), [])
 // The app's own settings (README, 'Settings').
 var syncSettings = {
   SYNC_TARGETS: join(syncTargets, ',')

@@ -105,6 +105,11 @@ class TimeBudgetExhausted(GraphError):
     retry_after = 60
 
 
+class OutOfTime(TimeBudgetExhausted):
+    """The next paced call would fall past the run's budget, so it is not made: the next run carries on. Not a
+    failure, unlike a budget that Graph used up."""
+
+
 class UnknownObject(SyncAppError):
     """Requested ids that are not a target's objects: outside its configured ids, or not in the tenant."""
 

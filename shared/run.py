@@ -24,6 +24,7 @@ from shared.errors import (
     GraphUnauthorized,
     IdentityUnavailable,
     NothingToSync,
+    OutOfTime,
     SyncAppError,
     SyncFailed,
     TimeBudgetExhausted,
@@ -31,7 +32,7 @@ from shared.errors import (
 )
 from shared.graph import Deadline, GraphClient, client_for
 from shared.settings import Settings, load_settings
-from shared.targets import TARGETS, Skip, SyncObject, Target
+from shared.targets import TARGETS, Skip, SyncObject, Target, permissions_for
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ def remedy(error: SyncAppError, target: Target | None = None, lister: str = "GET
     """What an administrator should do about ``error``, in one sentence; ``lister`` is how they list objects
     from where they are (the webhook, or the command line)."""
     if isinstance(error, GraphForbidden):
-        permission = target.permission if target else "the permission each target needs (README, 'Sync targets')"
+        needed = " and ".join(permissions_for((target.name,))) if target else ""
+        permission = needed or "the permission each target needs (README, 'Sync targets')"
         return (
             f"Graph refused the call: grant the Microsoft Graph application permission {permission} to the "
             "Function App's managed identity (README, 'Grant the Graph permission'), and check that the tenant "
@@ -173,7 +175,7 @@ class TargetState:
     """A target's objects as the tenant has them now; configured ids it does not have; or why it could not be read."""
 
     target: str
-    objects: tuple[SyncObject, ...] = ()
+    objects: Sequence[SyncObject] = ()
     missing: tuple[str, ...] = ()
     error: SyncAppError | None = None
 
@@ -182,7 +184,7 @@ class TargetState:
         body: dict[str, object] = {
             "version": target.version,
             "permission": target.permission,
-            "objects": [target.state(o) for o in self.objects],
+            **target.summary(self.objects),
         }
         if target.ids_setting:
             body["missing"] = list(self.missing)
@@ -194,23 +196,23 @@ class TargetState:
 def target_states(
     settings: Settings, targets: Sequence[str] | None = None, requested: Sequence[str] | None = None
 ) -> list[TargetState]:
-    """Each target's objects, read from Graph (one list or one GET each); ``requested`` narrows a single target to
+    """Each target's objects, read from Graph (one listing or one GET each); ``requested`` narrows a single target to
     these ids, which must exist. A target that cannot be read is reported with its error, not raised."""
     graph = client_for(settings.graph)
     deadline = Deadline(settings.graph.time_budget)
     states = []
     for name in targets or settings.targets:
         target = TARGETS[name]
+        configured = settings.ids_for(name)
         try:
-            found = {o.id: o for o in target.read(graph, deadline)}
+            if configured or requested:
+                objects = resolve_objects(graph, settings, target, requested or None, deadline, read_configured=True)
+            else:
+                objects = target.read(graph, deadline, settings.options_for(name))
         except (GraphError, IdentityUnavailable) as exc:
             states.append(TargetState(name, error=exc))
             continue
-        configured = settings.ids_for(name)
-        allowed = configured or tuple(found)
-        _check_requested(target, requested, [i for i in allowed if i in found], configured)
-        chosen = requested or allowed
-        objects = tuple(found[i] for i in chosen if i in found)
+        found = {o.id for o in objects}
         states.append(TargetState(name, objects, tuple(i for i in configured if i not in found)))
     return states
 
@@ -224,16 +226,30 @@ def expiry_watch(settings: Settings, states: Sequence[TargetState]) -> watch.Wat
 
 
 def resolve_objects(
-    graph: GraphClient, settings: Settings, target: Target, requested: Sequence[str] | None, deadline: Deadline
-) -> list[SyncObject]:
-    """The objects a run acts on. Configured ids need no Graph call; requested ones must be known."""
+    graph: GraphClient,
+    settings: Settings,
+    target: Target,
+    requested: Sequence[str] | None,
+    deadline: Deadline,
+    *,
+    read_configured: bool = False,
+) -> Sequence[SyncObject]:
+    """The objects a run acts on. Configured ids need no Graph call (unless ``read_configured``, to report their
+    state); requested ones must be known."""
     configured = settings.ids_for(target.name)
-    if configured:
+    options = settings.options_for(target.name)
+    if configured and not read_configured:
         _check_requested(target, requested, configured, configured)
         return [SyncObject(target.name, i) for i in requested or configured]
-    found = {o.id: o for o in target.read(graph, deadline)}
-    _check_requested(target, requested, tuple(found), ())
-    return [found[i] for i in requested] if requested else list(found.values())
+    if configured:
+        found = {o.id: o for o in target.read(graph, deadline, options)}
+        _check_requested(target, requested, [i for i in configured if i in found], configured)
+        return [found[i] for i in requested or configured if i in found]
+    if requested:
+        found = {o.id: o for o in target.find(graph, deadline, requested, options)}
+        _check_requested(target, requested, tuple(found), ())
+        return [found[i] for i in requested]
+    return target.read(graph, deadline, options)
 
 
 def _check_requested(
@@ -337,7 +353,9 @@ def _sync_gated(
     decision = _GATE.submit(
         (settings.graph.endpoint, target.name, obj.id),
         sync_type,
-        lambda: _sync_one(graph, target, obj, sync_type, deadline),
+        lambda: _sync_one(
+            graph, target, obj, sync_type=sync_type, deadline=deadline, options=settings.options_for(target.name)
+        ),
         accepted=lambda result: result.outcome == "accepted",
         min_interval=settings.min_interval,
     )
@@ -352,14 +370,16 @@ def _sync_gated(
 
 
 def _sync_one(
-    graph: GraphClient, target: Target, obj: SyncObject, sync_type: str | None, deadline: Deadline
+    graph: GraphClient, target: Target, obj: SyncObject, *, sync_type: str | None, deadline: Deadline, options: object
 ) -> ObjectResult:
     started = time.monotonic()
     skip = target.before_sync(obj, datetime.now(timezone.utc))
     if skip is not None:
         return _skipped(target, obj, skip, 0)
     try:
-        answer = target.sync(graph, obj, deadline, sync_type)
+        answer = target.sync(graph, obj, deadline, sync_type, options)
+    except OutOfTime as exc:
+        return ObjectResult(target.name, obj.id, "skipped", 0, reason="notAttempted", detail=str(exc))
     except (GraphError, IdentityUnavailable) as exc:
         refused = target.after_refusal(exc, obj, datetime.now(timezone.utc)) if isinstance(exc, GraphError) else None
         if refused is not None:

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cache
 from typing import cast
 from urllib.parse import urlsplit
@@ -16,9 +17,11 @@ from shared.redaction import remember
 from shared.targets import DEFAULT, TARGETS
 from shared.targets.base import validate_object_id
 from shared.targets.exchange_connectors import SYNC_TYPES, SyncType, is_sync_type
+from shared.targets.managed_devices import OPERATING_SYSTEMS, DeviceSelection
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+DEFAULT_DEVICES = DeviceSelection(timedelta(hours=24), 100, ())
 GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 
 
@@ -31,6 +34,11 @@ class Settings:
     min_interval: float = 0
     webhook_secret: str | None = field(default=None, repr=False)
     expiry_warning_days: int = 30
+    devices: DeviceSelection = DEFAULT_DEVICES
+
+    def options_for(self, target: str) -> object:
+        """A target's own settings, for the targets that have any (the managed devices' DEVICE_* settings)."""
+        return self.devices if target == "managedDevices" else None
 
     def ids_for(self, target: str) -> tuple[str, ...]:
         """The objects a setting names for ``target`` (only the Exchange connectors have such a setting)."""
@@ -53,6 +61,10 @@ SETTING_NAMES = (
     "SYNC_MIN_INTERVAL_SECONDS",
     "WEBHOOK_HMAC_SECRET",
     "EXPIRY_WARNING_DAYS",
+    "DEVICE_STALE_HOURS",
+    "DEVICE_SYNC_MAX_PER_RUN",
+    "DEVICE_OPERATING_SYSTEMS",
+    "DEVICE_SYNC_WINDOW_SECONDS",
 )
 
 
@@ -86,7 +98,28 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         min_interval=_number(env, "SYNC_MIN_INTERVAL_SECONDS", default=0, low=0, high=86400),
         webhook_secret=env.get("WEBHOOK_HMAC_SECRET") or None,
         expiry_warning_days=int(_number(env, "EXPIRY_WARNING_DAYS", default=30, low=0, high=365, whole=True)),
+        devices=DeviceSelection(
+            stale_after=timedelta(hours=_number(env, "DEVICE_STALE_HOURS", default=24, low=1, high=8760)),
+            most=int(_number(env, "DEVICE_SYNC_MAX_PER_RUN", default=100, low=1, high=1000, whole=True)),
+            operating_systems=_operating_systems(env.get("DEVICE_OPERATING_SYSTEMS", "")),
+            window_seconds=_number(env, "DEVICE_SYNC_WINDOW_SECONDS", default=20, low=0.01, high=20),
+        ),
     )
+
+
+def _operating_systems(raw: str) -> tuple[str, ...]:
+    """Names from a fixed list, matched without regard to case and written as Intune writes them: never pasted
+    into a Graph filter as given."""
+    known = {name.lower(): name for name in OPERATING_SYSTEMS}
+    names = [part for part in re.split(r"[\s,;]+", raw) if part]
+    unknown = [name for name in names if name.lower() not in known]
+    if unknown:
+        raise ConfigurationError(
+            "DEVICE_OPERATING_SYSTEMS",
+            f"{', '.join(repr(n[:40]) for n in unknown)} is not an operating system Intune reports; use "
+            f"{', '.join(OPERATING_SYSTEMS)}",
+        )
+    return tuple(dict.fromkeys(known[name.lower()] for name in names))
 
 
 def _targets(raw: str) -> tuple[str, ...]:

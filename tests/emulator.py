@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 READ_WRITE_ROLE = "DeviceManagementServiceConfig.ReadWrite.All"
 READ_ROLE = "DeviceManagementServiceConfig.Read.All"
@@ -54,6 +54,10 @@ CONFIG_READ_WRITE_ROLE = "DeviceManagementConfiguration.ReadWrite.All"
 CONFIG_READ_ROLE = "DeviceManagementConfiguration.Read.All"
 CONFIG_READ_WRITE_ROLE_ID = "9241abd9-d0e6-425a-bd4f-47ba86e767a4"
 CONFIG_READ_ROLE_ID = "dc377aa6-52d8-4e23-b271-2a7ae04cedf3"
+MANAGED_READ_ROLE = "DeviceManagementManagedDevices.Read.All"
+PRIVILEGED_ROLE = "DeviceManagementManagedDevices.PrivilegedOperations.All"
+MANAGED_READ_ROLE_ID = "2f51be20-0bb4-4fed-bf7b-db946066c75e"
+PRIVILEGED_ROLE_ID = "5b07b0dd-2377-4e44-a38d-703f09a0dc3c"
 GRANT_SCOPE = "AppRoleAssignment.ReadWrite.All"
 # A user-assigned identity the emulator treats as a directory administrator, so `python -m shared grant` can be
 # tried against it: AZURE_CLIENT_ID=<this> python -m shared grant --principal-id <IDENTITY_OBJECT_ID>.
@@ -124,6 +128,10 @@ SERVED = {
     ),
     "windowsDriverUpdateProfiles": ServedTarget(
         "beta", "/deviceManagement/windowsDriverUpdateProfiles", "syncInventory", False, CONFIGURATION
+    ),
+    # Listing needs the read permission; syncDevice a privileged one, which does not cover reading.
+    "managedDevices": ServedTarget(
+        "v1.0", "/deviceManagement/managedDevices", "syncDevice", False, (MANAGED_READ_ROLE, PRIVILEGED_ROLE)
     ),
     # Watched, never synced: no action. Readable with DeviceManagementManagedDevices.Read.All too.
     "applePushNotificationCertificate": ServedTarget(
@@ -233,6 +241,94 @@ def sample_objects() -> dict[str, list[dict[str, Any]]]:
     }
 
 
+DEVICE_SYSTEMS = ("Windows", "iOS", "Android", "macOS", "iPadOS", "Linux")
+# A filter clause Graph supports on managedDevices: lastSyncDateTime lt|gt <time>, operatingSystem eq '<name>'.
+DEVICE_CLAUSE = re.compile(r"(lastSyncDateTime) (lt|gt) (\S+)|(operatingSystem) eq '([^']*)'")
+
+
+class DeviceFleet:
+    """A tenant's managed devices, made up as they are listed rather than stored: device ``i`` last synced
+    ``(i * 7919) % 9600 / 100`` hours before the fleet was made (0 to 96 h, so about three in four are stale
+    after 24 h). Only what a sync changes is kept. Enforces Intune's device write limit: ``writes_per_window``
+    per 20 s, times ``time_scale`` so tests and benchmarks need not wait 20 s windows."""
+
+    def __init__(self, count: int = 0, *, time_scale: float = 1.0, writes_per_window: int = 200) -> None:
+        self.count = count
+        self.window = 20.0 * time_scale
+        self.writes_per_window = writes_per_window
+        self.made = datetime.now(timezone.utc)
+        self.synced: dict[int, str] = {}
+        self.writes: list[float] = []
+        self.throttled = 0
+        self.ignore_filters = False  # as Graph does with a filter it does not support
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def device_id(index: int) -> str:
+        return f"{index:08x}-0000-4000-8000-{index:012x}"
+
+    @staticmethod
+    def index_of(device_id: str) -> int | None:
+        found = re.fullmatch(r"([0-9a-f]{8})-0000-4000-8000-([0-9a-f]{12})", device_id)
+        return int(found[1], 16) if found and int(found[1], 16) == int(found[2], 16) else None
+
+    def last_sync(self, index: int) -> datetime:
+        synced = self.synced.get(index)
+        if synced is not None:
+            return datetime.fromisoformat(synced.replace("Z", "+00:00"))
+        return self.made - timedelta(hours=(index * 7919) % 9600 / 100)
+
+    def device(self, index: int) -> dict[str, Any]:
+        return {
+            "id": self.device_id(index),
+            "deviceName": f"DEVICE-{index:06d}",
+            "lastSyncDateTime": self.last_sync(index).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "operatingSystem": DEVICE_SYSTEMS[index % len(DEVICE_SYSTEMS)],
+            "complianceState": "compliant",
+            "managementAgent": "mdm",
+            "serialNumber": f"SN{index:010d}",
+            "userPrincipalName": f"user{index}@contoso.example",
+        }
+
+    def matches(self, index: int, clauses: list[tuple[str, str, str]]) -> bool:
+        for field_name, operator, value in clauses:
+            if field_name == "operatingSystem":
+                if DEVICE_SYSTEMS[index % len(DEVICE_SYSTEMS)] != value:
+                    return False
+                continue
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            last = self.last_sync(index)
+            if (operator == "lt" and not last < when) or (operator == "gt" and not last > when):
+                return False
+        return True
+
+    def parse_filter(self, text: str) -> list[tuple[str, str, str]]:
+        """The clauses of a filter Graph supports; none at all (every device) for anything else."""
+        if self.ignore_filters or not text:
+            return []
+        clauses = []
+        for part in text.split(" and "):
+            found = DEVICE_CLAUSE.fullmatch(part.strip())
+            if found is None:
+                return []
+            if found[1]:
+                clauses.append((found[1], found[2], found[3]))
+            else:
+                clauses.append((found[4], "eq", found[5]))
+        return clauses
+
+    def write(self) -> float | None:
+        """Count one syncDevice; the seconds to wait instead when the window is full."""
+        now = time.monotonic()
+        with self._lock:
+            self.writes = [at for at in self.writes if now - at < self.window]
+            if len(self.writes) >= self.writes_per_window:
+                self.throttled += 1
+                return self.window - (now - self.writes[0])
+            self.writes.append(now)
+            return None
+
+
 @dataclass
 class Fault:
     """One queued misbehaviour; ``times`` answers are spoilt, then the route behaves again."""
@@ -301,12 +397,14 @@ class Emulator:
         *,
         objects: dict[str, list[dict[str, Any]]] | None = None,
         page_size: int = 100,
+        devices: DeviceFleet | None = None,
         roles: tuple[str, ...] = (READ_WRITE_ROLE,),
         token_lifetime: int = 3600,
         latency: float = 0.0,
         port: int = 0,
     ) -> None:
         self.connectors = {c["id"]: c for c in (sample_connectors() if connectors is None else connectors)}
+        self.devices = devices or DeviceFleet()
         # The other targets' objects by id; a one-object target holds at most one.
         self.objects = {
             name: {o["id"]: o for o in found} for name, found in {**sample_objects(), **(objects or {})}.items()
@@ -383,6 +481,8 @@ class Emulator:
             "token_requests": len(self.calls("identity")),
             "graph_calls": len(self.graph_calls()),
             "graph_connections": self.graph_connections,
+            "device_writes": len(self.calls("managedDevices.sync")) - self.devices.throttled,
+            "device_throttled": self.devices.throttled,
         }
 
     def graph_calls(self) -> list[Received]:
@@ -671,7 +771,7 @@ class _Handler(BaseHTTPRequestHandler):
         target, _, kind = route.partition(".")
         if kind:
             read, write = SERVED[target].roles
-            needed = {write} if kind == "sync" else {read, write}
+            needed = {write} if kind == "sync" else {read} if target == "managedDevices" else {read, write}
         else:
             needed = {
                 "sync": {READ_WRITE_ROLE},
@@ -728,6 +828,9 @@ class _Handler(BaseHTTPRequestHandler):
         """A target other than the Exchange connectors: its list (paged), its one object, or its sync action."""
         emulator = self.server.emulator
         name, _, kind = route.partition(".")
+        if name == "managedDevices":
+            self._device_route(kind, object_id, query)
+            return
         served = SERVED[name]
         objects = emulator.objects[name]
         if kind == "list":
@@ -753,6 +856,40 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, found)
             else:
                 self._send(204, b"")
+
+    def _device_route(self, kind: str, device_id: str | None, query: dict[str, list[str]]) -> None:
+        fleet = self.server.emulator.devices
+        if kind == "list":
+            self._device_page(fleet, query)
+            return
+        index = fleet.index_of(device_id or "")
+        if index is None or index >= fleet.count:
+            self._graph_error(404, "ResourceNotFound", f"No managed device {device_id}.")
+        elif kind == "get":
+            self._send_json(200, _selected(fleet.device(index), query))
+        elif (wait := fleet.write()) is not None:
+            self._graph_error(429, "TooManyRequests", "Too many device writes.", {"Retry-After": f"{max(1, wait):.0f}"})
+        else:
+            fleet.synced[index] = graph_time()
+            self._send(204, b"")
+
+    def _device_page(self, fleet: DeviceFleet, query: dict[str, list[str]]) -> None:
+        """Up to 1,000 devices a page, filtered as Graph filters, fields as ``$select`` names them."""
+        start = int((query.get("$skiptoken") or ["0"])[0])
+        raw_filter = (query.get("$filter") or [""])[0]
+        clauses = fleet.parse_filter(raw_filter)
+        page, index = [], start
+        while index < fleet.count and len(page) < 1000:
+            if fleet.matches(index, clauses):
+                page.append(_selected(fleet.device(index), query))
+            index += 1
+        body: dict[str, Any] = {"value": page}
+        if index < fleet.count:
+            kept = "&".join(f"{k}={quote(v[0])}" for k, v in query.items() if k != "$skiptoken")
+            body["@odata.nextLink"] = (
+                f"{self.server.emulator.url}/v1.0/deviceManagement/managedDevices?{kept}&$skiptoken={index}"
+            )
+        self._send_json(200, body)
 
     def _service_principals(self, _id: str | None, query: dict[str, list[str]], _body: bytes) -> None:
         wanted = (query.get("$filter") or [""])[0]
@@ -855,7 +992,20 @@ ROUTES = [
 ]
 
 
+def _selected(device: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
+    fields = (query.get("$select") or [""])[0]
+    return {k: v for k, v in device.items() if k in fields.split(",")} if fields else device
+
+
 for _name, _served in SERVED.items():
+    if _name == "managedDevices":
+        _root = re.escape(f"/{_served.version}{_served.path}")
+        ROUTES += [
+            ("GET", re.compile(_root), "managedDevices.list"),
+            ("GET", re.compile(rf"{_root}/([^/]+)"), "managedDevices.get"),
+            ("POST", re.compile(rf"{_root}/([^/]+)/syncDevice"), "managedDevices.sync"),
+        ]
+        continue
     _root = re.escape(f"/{_served.version}{_served.path}")
     if _served.single:
         ROUTES.append(("GET", re.compile(_root), f"{_name}.get"))
@@ -931,6 +1081,8 @@ def _graph_service_principal() -> dict[str, Any]:
             role(READ_WRITE_ROLE_ID, READ_WRITE_ROLE),
             role(CONFIG_READ_ROLE_ID, CONFIG_READ_ROLE),
             role(CONFIG_READ_WRITE_ROLE_ID, CONFIG_READ_WRITE_ROLE),
+            role(MANAGED_READ_ROLE_ID, MANAGED_READ_ROLE),
+            role(PRIVILEGED_ROLE_ID, PRIVILEGED_ROLE),
         ],
     }
 

@@ -8,6 +8,7 @@ from shared.targets import (
     apple_push_certificate,
     dep_onboarding_settings,
     exchange_connectors,
+    managed_devices,
     vpp_tokens,
     windows_autopilot_settings,
     windows_driver_update_profiles,
@@ -25,6 +26,7 @@ TARGETS: dict[str, Target] = {
         windows_autopilot_settings.TARGET,
         android_managed_store.TARGET,
         windows_driver_update_profiles.TARGET,
+        managed_devices.TARGET,
     )
 }
 DEFAULT = (exchange_connectors.TARGET.name,)
@@ -43,4 +45,5 @@ WATCHED: dict[str, Target] = {
 
 def permissions_for(names: tuple[str, ...]) -> tuple[str, ...]:
     """The Graph application permissions these targets need, each once, in the targets' order."""
-    return tuple(dict.fromkeys(TARGETS[name].permission for name in names))
+    needed = (p for name in names for p in (TARGETS[name].permission, TARGETS[name].read_permission) if p)
+    return tuple(dict.fromkeys(needed))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
@@ -103,7 +103,8 @@ class Target:
     version: ClassVar[Literal["v1.0", "beta"]]
     path: ClassVar[str]  # the collection, or the one object, under the version: "/deviceManagement/..."
     action: ClassVar[str]  # the sync action's segment: "sync", "syncLicenses", ...
-    permission: ClassVar[str]  # the least-privileged Graph application permission for reading and syncing
+    permission: ClassVar[str]  # the least-privileged Graph application permission for the sync action
+    read_permission: ClassVar[str | None] = None  # when the action's permission does not also cover reading
     single: ClassVar[bool] = False  # one object per tenant (read with GET, synced without an id)
     state_fields: ClassVar[tuple[str, ...]]  # what GET /api/sync and `status` show of each object
     # Answers to the sync action that are this target's own rules (a sync running, one too soon): never
@@ -119,8 +120,9 @@ class Target:
     def nothing_found(self) -> str:
         return self.none_advice or f"no {self.noun} in this tenant, so there is nothing to sync"
 
-    def read(self, graph: GraphClient, deadline: Deadline) -> list[SyncObject]:
-        """Every object of this target in the tenant, each once (Graph may list one on two pages)."""
+    def read(self, graph: GraphClient, deadline: Deadline, options: Any = None) -> list[SyncObject]:
+        """Every object of this target in the tenant, each once (Graph may list one on two pages). ``options``
+        are the target's own settings (``Settings.options_for``), for targets that have any."""
         url = graph.url(f"/{self.version}{self.path}")
         if self.single:
             try:
@@ -140,8 +142,17 @@ class Target:
                 objects.setdefault(item_id, SyncObject(self.name, item_id, item))
         return list(objects.values())
 
+    def find(self, graph: GraphClient, deadline: Deadline, ids: Sequence[str], options: Any = None) -> list[SyncObject]:
+        """The requested objects among those in the tenant (the missing ones are simply absent)."""
+        return [o for o in self.read(graph, deadline, options) if o.id in ids]
+
     def sync(
-        self, graph: GraphClient, obj: SyncObject, deadline: Deadline, sync_type: str | None = None
+        self,
+        graph: GraphClient,
+        obj: SyncObject,
+        deadline: Deadline,
+        sync_type: str | None = None,
+        options: Any = None,
     ) -> GraphResponse:
         """Ask Intune to sync one object. Graph answers at once; the sync itself happens later."""
         return graph.request(
@@ -177,6 +188,10 @@ class Target:
         """``doctor``'s check of one object; the default only says it is there."""
         shown = ", ".join(f"{k}={v}" for k, v in self.state(obj).items() if k != "id" and isinstance(v, str))
         return Health(True, shown or "present")
+
+    def summary(self, objects: Sequence[SyncObject]) -> dict[str, object]:
+        """What GET /api/sync says of this target's objects: each one and its state."""
+        return {"objects": [self.state(o) for o in objects]}
 
     def state(self, obj: SyncObject) -> dict[str, Any]:
         return {"id": obj.id, **{name: _plain(obj.fields.get(name)) for name in self.state_fields}}
