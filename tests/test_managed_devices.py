@@ -16,6 +16,7 @@ import pytest
 
 from shared.errors import ConfigurationError
 from shared.settings import parse_settings
+from shared.targets.managed_devices import _sync_key
 from tests.conftest import call_webhook, fire_timer
 from tests.emulator import MANAGED_READ_ROLE, PRIVILEGED_ROLE, DeviceFleet, Emulator
 
@@ -261,3 +262,20 @@ def test_memory_stays_flat_listing_100000_devices() -> None:
     assert large[0] > 70_000
     assert small[1] == large[1] == 100
     assert large[2] - small[2] < 20
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "2026-11-20T08:30:00Z",
+        "2026-11-20T08:30:00.1234567Z",
+        "2026-11-20T09:30:00+01:00",
+        "2026-11-20T03:30:00.5-05:00",
+        "2026-11-20T08:30:00",
+    ],
+)
+def test_a_last_sync_in_any_iso_form_is_read_as_the_same_time(written: str) -> None:
+    """Graph's own form is read by slicing (it runs once per device); any other is parsed, to the same number."""
+    assert _sync_key(written) == 20261120083000
+    assert _sync_key("0001-01-01T00:00:00Z") < _sync_key(written)
+    assert _sync_key(None) == _sync_key("garbage") == 0
