@@ -21,11 +21,13 @@ def json_type(value: object) -> str:
 class SyncAppError(Exception):
     """Base of every error this app raises on purpose."""
 
+    _kind: str | None = None  # a code of the error's own, where its class name is not the one callers know
+
     @property
     def kind(self) -> str:
         """A stable name for callers of the webhook to branch on, such as ``graphForbidden``."""
         name = type(self).__name__
-        return name[0].lower() + name[1:]
+        return self._kind or name[0].lower() + name[1:]
 
 
 class ConfigurationError(SyncAppError):
@@ -119,10 +121,6 @@ class UnknownObject(SyncAppError):
         self.target = target
         self._kind = kind
 
-    @property
-    def kind(self) -> str:
-        return self._kind
-
 
 class NothingToSync(SyncAppError):
     """The run's targets have no object in the tenant, so there is nothing to sync."""
@@ -131,10 +129,6 @@ class NothingToSync(SyncAppError):
         super().__init__(message)
         self.target = target
         self._kind = kind
-
-    @property
-    def kind(self) -> str:
-        return self._kind
 
 
 class UnknownTarget(SyncAppError):

@@ -118,10 +118,6 @@ class SyncReport:
         """Nothing failed: every object was accepted, or deliberately skipped."""
         return all(r.outcome != "failed" and r.error is None for r in self.results)
 
-    @property
-    def errors(self) -> list[SyncAppError]:
-        return [r.error for r in self.results if r.error is not None]
-
     def remedies(self, lister: str = "GET /api/sync") -> list[str]:
         """What to do, once per kind of problem, for every object that failed or was not attempted."""
         found = (remedy(r.error, TARGETS[r.target], lister) for r in self.results if r.error is not None)
@@ -160,7 +156,7 @@ def remedy(error: SyncAppError, target: Target | None = None, lister: str = "GET
             "that the managed identity belongs to this tenant."
         )
     if isinstance(error, NothingToSync):
-        return (target.none_advice if target else None) or None
+        return target.none_advice if target else None
     if isinstance(error, GraphNotFound | UnknownObject):
         noun = target.noun if target else "object"
         where = f"{target.ids_setting} or the requested id" if target and target.ids_setting else "the requested id"

@@ -216,7 +216,8 @@ def graph_datetime(value: object) -> datetime | None:
     (year 1)."""
     if not isinstance(value, str) or not value:
         return None
-    normalised = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    # Python 3.10's fromisoformat takes exactly 3 or 6 fractional digits; Graph writes up to 7.
+    normalised = re.sub(r"\.(\d+)", lambda digits: "." + (digits[1] + "000000")[:6], value).replace("Z", "+00:00")
     try:
         parsed = datetime.fromisoformat(normalised)
     except ValueError:
