@@ -27,7 +27,7 @@ import requests
 from harness import README, ROOT, fire, free_port, machine, median, percentile, worker_stack, write_readme_block
 
 import sync_http
-from tests.emulator import Emulator, sample_connectors
+from tests.emulator import Emulator, read_exports, sample_connectors
 
 COLD = Path(__file__).resolve().parent / "cold"
 
@@ -114,13 +114,7 @@ def emulator_process() -> Iterator[dict[str, str]]:
     )
     if server.stdout is None:
         raise SystemExit("the emulator did not start")
-    settings = {}
-    for line in iter(server.stdout.readline, ""):
-        if line.startswith("Ctrl-C"):  # the emulator's last line of start-up
-            break
-        if "=" in line:
-            name, value = line.strip().split("=", 1)
-            settings[name] = value
+    settings = read_exports(iter(server.stdout.readline, ""))
     try:
         yield settings
     finally:

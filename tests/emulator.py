@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1109,6 +1110,18 @@ def emulator_settings(emulator: Emulator) -> dict[str, str]:
         "SYNC_SCHEDULE": "0 */15 * * * *",
         "NO_PROXY": "127.0.0.1,localhost",
     }
+
+
+def read_exports(lines: Iterable[str]) -> dict[str, str]:
+    """What ``main`` prints, read back as a shell would: the ``export`` lines up to the end of start-up."""
+    settings = {}
+    for line in lines:
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            settings[name] = shlex.split(value)[0]
+        if "Ctrl-C" in line:  # the last line of start-up
+            break
+    return settings
 
 
 def main() -> None:

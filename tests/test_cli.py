@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from tests.emulator import (
     VPP_IDS,
     Emulator,
     connector,
+    read_exports,
 )
 
 A = "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"
@@ -439,8 +439,8 @@ def test_python_dash_m_shared_without_the_packages_says_which_python_to_use() ->
 
 
 @pytest.fixture
-def emulator_process() -> Iterator[dict[str, str]]:
-    """``make emulator``: the lines it prints, pasted into a shell."""
+def emulator_process() -> Iterator[str]:
+    """``make emulator``: what it prints at start-up."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.emulator", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
@@ -451,20 +451,16 @@ def emulator_process() -> Iterator[dict[str, str]]:
         if "Ctrl-C" in line:
             break
     try:
-        yield {"lines": "".join(lines)}
+        yield "".join(lines)
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def test_make_emulator_prints_exports_that_make_doctor_pass(emulator_process: dict[str, str]) -> None:
-    printed = emulator_process["lines"]
-    exports = [line for line in printed.splitlines() if line.startswith("export ")]
-    env = {k: v for k, v in os.environ.items() if k not in ("AZURE_CLIENT_ID", "EXCHANGE_CONNECTOR_IDS")}
-    for line in exports:
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = shlex.split(value)[0]
-    grant = next(line for line in printed.splitlines() if "shared grant" in line).lstrip("# ").split()
+def test_make_emulator_prints_exports_that_make_doctor_pass(emulator_process: str) -> None:
+    exported = read_exports(emulator_process.splitlines())
+    env = {k: v for k, v in os.environ.items() if k not in ("AZURE_CLIENT_ID", "EXCHANGE_CONNECTOR_IDS")} | exported
+    grant = next(line for line in emulator_process.splitlines() if "shared grant" in line).lstrip("# ").split()
 
     doctor = subprocess.run(
         [sys.executable, "-m", "shared", "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
@@ -478,9 +474,7 @@ def test_make_emulator_prints_exports_that_make_doctor_pass(emulator_process: di
         check=False,
     )
 
-    assert {"GRAPH_ENDPOINT", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "SYNC_SCHEDULE"} <= {
-        line.split("=")[0].removeprefix("export ") for line in exports
-    }
+    assert {"GRAPH_ENDPOINT", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "SYNC_SCHEDULE"} <= set(exported)
     assert doctor.returncode == 0, doctor.stdout
     assert "All healthy." in doctor.stdout
     assert granted.returncode == 0, granted.stdout + granted.stderr
