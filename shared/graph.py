@@ -13,8 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
@@ -74,9 +73,11 @@ _MSAL_ENDPOINT_ERROR = re.compile(r"Token request error: \(\w+\) (?P<status>\d{3
 MAX_PAGES = 1000
 
 
-@dataclass(frozen=True)
-class GraphSettings:
-    """What the client is built from; a change of any field means a new client."""
+class GraphSettings(NamedTuple):
+    """What the client is built from; a change of any field means a new client.
+
+    This and the app's other result records are NamedTuples: typed and immutable like frozen dataclasses, but
+    made in a tenth of the time, which every cold start pays for each of them (README, 'Performance')."""
 
     endpoint: str
     client_id: str | None
@@ -100,8 +101,7 @@ class GraphSettings:
         return "the system-assigned managed identity"
 
 
-@dataclass(frozen=True)
-class GraphResponse:
+class GraphResponse(NamedTuple):
     status: int
     body: Any
     request_id: str | None

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from shared import watch
 from shared.coalescing import Deferred, SyncGate
 from shared.errors import (
     GraphError,
@@ -34,6 +33,9 @@ from shared.graph import Deadline, GraphClient, client_for
 from shared.settings import Settings, load_settings
 from shared.targets import TARGETS, Skip, SyncObject, Target, permissions_for
 
+if TYPE_CHECKING:
+    from shared.watch import WatchReport
+
 log = logging.getLogger(__name__)
 
 Outcome = Literal["accepted", "failed", "skipped"]
@@ -45,8 +47,7 @@ TARGET_STOPPING = (GraphThrottled,)
 _GATE: SyncGate[ObjectResult] = SyncGate()
 
 
-@dataclass(frozen=True)
-class ObjectResult:
+class ObjectResult(NamedTuple):
     """One object's outcome. ``id`` is None when the target's objects could not be read at all."""
 
     target: str
@@ -60,7 +61,7 @@ class ObjectResult:
     next_allowed: str | None = None
     reason: str | None = None
     detail: str | None = None
-    error: SyncAppError | None = field(default=None, compare=False)
+    error: SyncAppError | None = None
 
     @property
     def error_code(self) -> str | None:
@@ -166,8 +167,7 @@ def remedy(error: SyncAppError, target: Target | None = None, lister: str = "GET
     return None
 
 
-@dataclass(frozen=True)
-class TargetState:
+class TargetState(NamedTuple):
     """A target's objects as the tenant has them now; configured ids it does not have; or why it could not be read."""
 
     target: str
@@ -213,8 +213,10 @@ def target_states(
     return states
 
 
-def expiry_watch(settings: Settings, states: Sequence[TargetState]) -> watch.WatchReport:
+def expiry_watch(settings: Settings, states: Sequence[TargetState]) -> WatchReport:
     """The expiry watch over what ``target_states`` already read; the other watched resources are read once."""
+    from shared import watch  # noqa: PLC0415 - not on the webhook's POST path, whose every cold start it would slow
+
     read = {state.target: state.objects for state in states if state.error is None and not state.missing}
     return watch.check(
         client_for(settings.graph), settings.expiry_warning_days, Deadline(settings.graph.time_budget), read
@@ -330,6 +332,8 @@ def scheduled_sync(*, past_due: bool) -> SyncReport:
     report = run_sync(settings, deadline=deadline)
     log.info("%s", report)
     if settings.expiry_warning_days:
+        from shared import watch  # noqa: PLC0415 - as in expiry_watch
+
         # The watch never fails the invocation: that is kept for failed syncs.
         watch.log_findings(watch.check(client_for(settings.graph), settings.expiry_warning_days, deadline, report.read))
     if not report.ok:
@@ -362,7 +366,7 @@ def _sync_gated(
             f"the next sync is allowed at {at}"
         )
         return ObjectResult(target.name, obj.id, "skipped", 0, next_allowed=at, reason="tooSoon", detail=detail)
-    return replace(decision.result, coalesced=True) if decision.joined else decision.result
+    return decision.result._replace(coalesced=True) if decision.joined else decision.result
 
 
 def _sync_one(
@@ -379,8 +383,7 @@ def _sync_one(
     except (GraphError, IdentityUnavailable) as exc:
         refused = target.after_refusal(exc, obj, datetime.now(timezone.utc)) if isinstance(exc, GraphError) else None
         if refused is not None:
-            return replace(
-                _skipped(target, obj, refused, _ms_since(started)),
+            return _skipped(target, obj, refused, _ms_since(started))._replace(
                 graph_status=exc.status,
                 request_id=exc.request_id,
                 client_request_id=exc.client_request_id,

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.errors import GraphError, GraphForbidden, IdentityUnavailable, SyncAppError, TimeBudgetExhausted
 from shared.graph import Deadline, GraphClient
@@ -24,8 +23,7 @@ log = logging.getLogger(__name__)
 LOG_PREFIX = "expiry-warning"
 
 
-@dataclass(frozen=True)
-class Unchecked:
+class Unchecked(NamedTuple):
     """A watched resource that could not be read: why, and the permission it needs."""
 
     target: str
@@ -33,8 +31,7 @@ class Unchecked:
     reason: str
 
 
-@dataclass(frozen=True)
-class WatchReport:
+class WatchReport(NamedTuple):
     standings: tuple[Standing, ...]
     unchecked: tuple[Unchecked, ...]
     warning_days: int

@@ -10,8 +10,8 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from shared import run, signatures
 from shared.errors import (
@@ -43,11 +43,10 @@ LEGACY_FIELDS = ("connectorIds", "syncType")
 RECOGNISED_FIELDS = ("ids", *LEGACY_FIELDS)
 
 
-@dataclass(frozen=True)
-class WebhookAnswer:
+class WebhookAnswer(NamedTuple):
     status: int
     body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})
 
     def json(self) -> str:
         """Compact, as Graph answers: the C encoder writes it, where ``indent`` would take the slower Python one.
@@ -55,8 +54,7 @@ class WebhookAnswer:
         return redact(json.dumps(self.body))
 
 
-@dataclass(frozen=True)
-class SyncRequest:
+class SyncRequest(NamedTuple):
     targets: tuple[str, ...] | None  # None: every target in SYNC_TARGETS
     ids: tuple[str, ...] | None
     sync_type: str | None

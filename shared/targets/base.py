@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, Literal
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, NamedTuple
 from urllib.parse import quote
 
 from shared.errors import GraphError, GraphNotFound, InvalidObjectId, json_type
@@ -27,21 +27,19 @@ CONFIGURATION_READ_WRITE = "DeviceManagementConfiguration.ReadWrite.All"
 OBJECT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
-@dataclass(frozen=True)
-class SyncObject:
+class SyncObject(NamedTuple):
     """One thing a target syncs, as Graph described it when it was read (``fields`` is empty when it was not)."""
 
     target: str
     id: str
-    fields: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    fields: Mapping[str, Any] = MappingProxyType({})
 
     def text(self, name: str) -> str | None:
         value = self.fields.get(name)
         return value if isinstance(value, str) else None
 
 
-@dataclass(frozen=True)
-class Health:
+class Health(NamedTuple):
     """What ``doctor`` says of one object: fine or not, in one line, and the fix when not."""
 
     ok: bool
@@ -49,8 +47,7 @@ class Health:
     fix: str | None = None
 
 
-@dataclass(frozen=True)
-class Standing:
+class Standing(NamedTuple):
     """A watched object's expiry and health. ``problem`` set makes it a finding of the expiry watch."""
 
     target: str
@@ -87,8 +84,7 @@ def expiry_problem(expires: datetime | None, now: datetime, warning: timedelta) 
     return None
 
 
-@dataclass(frozen=True)
-class Skip:
+class Skip(NamedTuple):
     """Why an object is not synced now: never a failure. ``next_allowed`` says when it may be, where known."""
 
     reason: SkipReason

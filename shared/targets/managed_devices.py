@@ -14,9 +14,8 @@ import heapq
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from shared.errors import GraphNotFound, OutOfTime
@@ -32,8 +31,7 @@ PACE_MARGIN = 0.97  # stay a little under the limit, so clock skew and jitter pr
 WRITE_RESERVE = 1.0  # seconds of the budget a write needs after its slot: no slot is taken without them
 
 
-@dataclass(frozen=True)
-class DeviceSelection:
+class DeviceSelection(NamedTuple):
     """Which devices a run syncs, from the DEVICE_* settings."""
 
     stale_after: timedelta
