@@ -348,18 +348,29 @@ def _budget_exhausted(deadline: Deadline, client_request_id: str) -> TimeBudgetE
     )
 
 
+# Failures whose class says it all; msal lets a malformed answer escape as a Python error.
+_IDENTITY_FAILURES: tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...] = (
+    (
+        (AttributeError, KeyError, TypeError, IndexError),
+        "the identity endpoint's answer is not the token JSON it documents",
+    ),
+    (ServiceRequestError, "the identity endpoint could not be reached (the connection failed or timed out)"),
+    (ServiceResponseError, "the identity endpoint's answer broke off or did not come in time"),
+)
+
+
 def _identity_failure(exc: Exception) -> str:
     """What went wrong with the identity endpoint, in one line of our own words where we know them.
 
     msal keeps the App Service endpoint's answer only inside its error text, as ``(error) <status>, <message>``;
     azure-identity prefixes every such failure with "configuration not found in environment", which misleads.
     """
-    if isinstance(exc, AttributeError | KeyError | TypeError | IndexError):
-        return "the identity endpoint's answer is not the token JSON it documents"
-    if isinstance(exc, ServiceRequestError):
-        return "the identity endpoint could not be reached (the connection failed or timed out)"
-    if isinstance(exc, ServiceResponseError):
-        return "the identity endpoint's answer broke off or did not come in time"
+    cause = getattr(exc, "inner_exception", None)  # where azure-core keeps what the transport raised
+    if isinstance(cause, AnswerTooLarge):
+        return f"the identity endpoint's answer was refused: {cause}"
+    known = next((said for kinds, said in _IDENTITY_FAILURES if isinstance(exc, kinds)), None)
+    if known is not None:
+        return known
     text = str(exc).strip()
     answered = _MSAL_ENDPOINT_ERROR.search(text)
     if answered is None:

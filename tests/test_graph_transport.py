@@ -347,6 +347,7 @@ def test_oversized_identity_answer_is_identity_unavailable(app_env: Emulator, fa
 
     assert answer.status == 503
     assert answer.json["error"]["code"] == "identityUnavailable"
+    assert "larger than 4 MiB" in answer.json["error"]["message"]
     assert app_env.graph_calls() == []
 
 
