@@ -214,7 +214,7 @@ def _print_table(state: run.TargetState, out: TextIO) -> None:
     target = TARGETS[state.target]
     print(f"{state.target} ({target.version}, {target.permission})", file=out)
     columns = ("id", *target.state_fields)
-    rows = [[_cell(target.state(o).get(c)) for c in columns] for o in state.objects]
+    rows = [[_cell(shown.get(c)) for c in columns] for shown in map(target.state, state.objects)]
     rows += [[missing, "missing", *["-"] * (len(columns) - 2)] for missing in state.missing]
     if not rows:
         print(f"  {target.nothing_found() if state.error is None else 'could not be read'}", file=out)

@@ -201,10 +201,7 @@ def target_states(
         target = TARGETS[name]
         configured = settings.ids_for(name)
         try:
-            if configured or requested:
-                objects = resolve_objects(graph, settings, target, requested or None, deadline, read_configured=True)
-            else:
-                objects = target.read(graph, deadline, settings.options_for(name))
+            objects = resolve_objects(graph, settings, target, requested or None, deadline, read_configured=True)
         except (GraphError, IdentityUnavailable) as exc:
             states.append(TargetState(name, error=exc))
             continue

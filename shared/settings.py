@@ -107,11 +107,16 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
     )
 
 
+def _listed(raw: str) -> list[str]:
+    """A list setting's entries: separated by commas, semicolons or white space."""
+    return [part for part in re.split(r"[\s,;]+", raw) if part]
+
+
 def _operating_systems(raw: str) -> tuple[str, ...]:
     """Names from a fixed list, matched without regard to case and written as Intune writes them: never pasted
     into a Graph filter as given."""
     known = {name.lower(): name for name in OPERATING_SYSTEMS}
-    names = [part for part in re.split(r"[\s,;]+", raw) if part]
+    names = _listed(raw)
     unknown = [name for name in names if name.lower() not in known]
     if unknown:
         raise ConfigurationError(
@@ -123,7 +128,7 @@ def _operating_systems(raw: str) -> tuple[str, ...]:
 
 
 def _targets(raw: str) -> tuple[str, ...]:
-    names = [part for part in re.split(r"[\s,;]+", raw) if part]
+    names = _listed(raw)
     unknown = [name for name in names if name not in TARGETS]
     if unknown:
         raise ConfigurationError(
@@ -139,7 +144,7 @@ def _sync_type(raw: str) -> SyncType:
 
 
 def _connector_ids(raw: str) -> tuple[str, ...]:
-    ids = [part for part in re.split(r"[\s,;]+", raw) if part]
+    ids = _listed(raw)
     try:
         return tuple(dict.fromkeys(validate_object_id(i) for i in ids))
     except InvalidObjectId as exc:

@@ -243,13 +243,14 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
 def _state(settings: Settings, target: str | None, requested: tuple[str, ...] | None) -> WebhookAnswer:
     """Each target's objects and their state: read-only."""
     states = run.target_states(settings, (target,) if target else None, requested)
+    targets = {state.target: state.as_dict() for state in states}
     body: dict[str, Any] = {}
-    for state in states:
-        if state.target == EXCHANGE and state.error is None:  # the shape GET had before targets existed
-            body["connectors"] = [TARGETS[EXCHANGE].state(o) for o in state.objects]
-            if settings.connector_ids:
-                body["missing"] = list(state.missing)
-    body["targets"] = {state.target: state.as_dict() for state in states}
+    exchange = targets.get(EXCHANGE)
+    if exchange is not None and "error" not in exchange:  # the shape GET had before targets existed
+        body["connectors"] = exchange["objects"]
+        if settings.connector_ids:
+            body["missing"] = exchange["missing"]
+    body["targets"] = targets
     if target is None and settings.expiry_warning_days:
         body["expiry"] = run.expiry_watch(settings, states).as_dict()
     failed = [state for state in states if state.error is not None]
