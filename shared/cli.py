@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TextIO
 
 from shared import doctor, run, watch
+from shared import tenants as tenancy
 from shared.errors import (
     ConfigurationError,
     GraphForbidden,
@@ -22,6 +23,7 @@ from shared.errors import (
     InvalidObjectId,
     InvalidRequest,
     SyncAppError,
+    UnknownTenant,
 )
 from shared.graph import Deadline, client_for
 from shared.permissions import grant_app_roles, token_claims
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.command(args, out)
-    except InvalidRequest as exc:
+    except (InvalidRequest, UnknownTenant) as exc:
         print(f"error: {exc}", file=out)
         return 2
     except ConfigurationError as exc:
@@ -76,11 +78,13 @@ def _parser() -> argparse.ArgumentParser:
         "with your own sign-in (az login) instead of the identity's",
     )
     _target_option(check)
+    _tenant_option(check)
     check.set_defaults(command=_doctor)
 
     status = commands.add_parser("status", help="each target's objects and their state")
     status.add_argument("--json", action="store_true", help="JSON (as GET /api/sync's targets) instead of tables")
     _target_option(status)
+    _tenant_option(status)
     status.set_defaults(command=_status)
 
     sync = commands.add_parser("sync", help="sync the targets, as the functions do")
@@ -98,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--dry-run", action="store_true", help="show what would be synced, sync nothing")
     _target_option(sync)
+    _tenant_option(sync)
     sync.set_defaults(command=_sync)
     return parser
 
@@ -106,6 +111,16 @@ def _target_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--target", action="append", choices=TARGETS, metavar="NAME", help="repeatable; default: SYNC_TARGETS"
     )
+
+
+def _tenant_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--tenant", action="append", metavar="ID", help="a tenant of TENANT_IDS; repeatable; default: every one"
+    )
+
+
+def _tenants(args: argparse.Namespace) -> tuple[str | None, ...]:
+    return tenancy.selected(load_settings(), args.tenant, "--tenant")
 
 
 def _guid(value: str) -> str:
@@ -166,7 +181,10 @@ def _signed_in_as(token: str) -> str:
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     findings = doctor.diagnose(
-        max_age=timedelta(hours=args.max_age_hours), principal_id=args.principal_id, targets=args.target
+        max_age=timedelta(hours=args.max_age_hours),
+        principal_id=args.principal_id,
+        targets=args.target,
+        tenants=args.tenant,
     )
     for finding in findings:
         print(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.topic}: {finding.detail}", file=out)
@@ -180,34 +198,54 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:
-    """Each target's objects; configured ids the tenant does not have and targets that cannot be read make it 1."""
+    """Each target's objects (per tenant with TENANT_IDS); configured ids the tenant does not have and targets that
+    cannot be read make it 1."""
     settings = load_settings()
-    states = run.target_states(settings, _targets(args))
-    expiry = run.expiry_watch(settings, states) if settings.expiry_warning_days else None
+    names = _targets(args)
+    chosen = _tenants(args)
+
+    def read(tenant: str | None) -> tuple[list[run.TargetState], watch.WatchReport | None]:
+        states = run.target_states(settings, names, tenant=tenant)
+        return states, run.expiry_watch(settings, states, tenant) if settings.expiry_warning_days else None
+
+    reports = tenancy.for_each(settings, chosen, read)
     if args.json:
-        answer: dict[str, object] = {"targets": {state.target: state.as_dict() for state in states}}
-        if expiry is not None:
-            answer["expiry"] = expiry.as_dict()
+        parts = [_status_json(states, expiry) for states, expiry in reports]
+        answer = {"tenants": dict(zip(chosen, parts, strict=True))} if settings.tenants else parts[0]
         print(json.dumps(answer, indent=2), file=out)
     else:
-        for state in states:
-            _print_table(state, out)
-        if expiry is not None:
-            _print_expiry(expiry, out)
+        for tenant, (states, expiry) in zip(chosen, reports, strict=True):
+            if tenant:
+                print(f"tenant {tenant}", file=out)
+            for state in states:
+                _print_table(state, out)
+            if expiry is not None:
+                _print_expiry(expiry, out)
     notes = sys.stderr if args.json else out
-    for state in states:
-        target = TARGETS[state.target]
-        for missing in state.missing:
-            print(
-                f"missing: {missing} is in {target.ids_setting} but not in the tenant; remove or correct it.",
-                file=notes,
-            )
-        if state.error is not None:
-            print(f"error: {state.target}: {state.error}", file=notes)
-            advice = run.remedy(state.error, target, lister=LISTER)
-            if advice:
-                print(f"fix: {advice}", file=notes)
-    return 1 if any(state.missing or state.error for state in states) else 0
+    problems = False
+    for tenant, (states, _) in zip(chosen, reports, strict=True):
+        where = f"tenant {tenant}: " if tenant else ""
+        for state in states:
+            target = TARGETS[state.target]
+            for missing in state.missing:
+                print(
+                    f"missing: {missing} is in {target.ids_setting} but not in the tenant; remove or correct it.",
+                    file=notes,
+                )
+            if state.error is not None:
+                print(f"error: {where}{state.target}: {state.error}", file=notes)
+                advice = run.remedy(state.error, target, lister=LISTER)
+                if advice:
+                    print(f"fix: {advice}", file=notes)
+            problems = problems or bool(state.missing or state.error)
+    return 1 if problems else 0
+
+
+def _status_json(states: list[run.TargetState], expiry: watch.WatchReport | None) -> dict[str, object]:
+    answer: dict[str, object] = {"targets": {state.target: state.as_dict() for state in states}}
+    if expiry is not None:
+        answer["expiry"] = expiry.as_dict()
+    return answer
 
 
 def _print_table(state: run.TargetState, out: TextIO) -> None:
@@ -250,19 +288,25 @@ def _sync(args: argparse.Namespace, out: TextIO) -> int:
     ids = args.connector or args.id
     if ids and len(targets) != 1:
         raise InvalidRequest("--id", "needs exactly one --target")
+    chosen = _tenants(args)
+    if ids and len(chosen) != 1:
+        raise InvalidRequest("--tenant", "ids belong to one tenant: name it with --tenant")
     if args.dry_run:
-        graph = client_for(settings.graph)
         deadline = Deadline(settings.graph.time_budget)
         count = 0
-        for name in targets:
-            for obj in run.resolve_objects(graph, settings, TARGETS[name], ids, deadline):
-                print(f"would sync {name} {obj.id}", file=out)
-                count += 1
+        for tenant in chosen:
+            graph = client_for(settings.graph, tenant)
+            where = f"tenant {tenant} " if tenant else ""
+            for name in targets:
+                for obj in run.resolve_objects(graph, settings, TARGETS[name], ids, deadline):
+                    print(f"would sync {where}{name} {obj.id}", file=out)
+                    count += 1
         print(f"{count} object(s); nothing was sent (--dry-run).", file=out)
         return 0
-    report = run.run_sync(settings, targets, ids=ids, sync_type=args.type)
+    report = run.run_sync(settings, targets, ids=ids, sync_type=args.type, tenants=chosen)
     for result in report.results:
-        line = f"{result.outcome:<8}  {result.target}  {result.id or '-'}  request-id={result.request_id}"
+        where = f"{result.tenant}  " if result.tenant else ""
+        line = f"{result.outcome:<8}  {where}{result.target}  {result.id or '-'}  request-id={result.request_id}"
         print(f"{line}  {result.message}" if result.message else line, file=out)
     print(report.summary(), file=out)
     for advice in report.remedies(lister=LISTER):

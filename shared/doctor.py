@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from shared import run
+from shared import tenants as tenancy
 from shared.errors import ConfigurationError, GraphError, IdentityUnavailable
 from shared.graph import Deadline, GraphClient, client_for
 from shared.permissions import held_app_roles, token_claims
@@ -37,8 +38,10 @@ def diagnose(
     principal_id: str | None = None,
     environ: Mapping[str, str] | None = None,
     targets: tuple[str, ...] | None = None,
+    tenants: list[str] | None = None,
 ) -> list[Finding]:
-    """Every check, in the order an administrator would fix them; stops where later checks cannot run.
+    """Every check, in the order an administrator would fix them; stops where later checks cannot run. With
+    TENANT_IDS, each tenant (or each of ``tenants``) is checked on its own, and its findings name it.
 
     ``principal_id``: the app's managed identity, checked through Graph's directory when doctor runs with a
     signed-in user's token (on a laptop) rather than with the identity's own.
@@ -51,28 +54,48 @@ def diagnose(
         fix = f"Correct the app setting {exc.setting} (README, 'Settings')."
         return [Finding(False, "settings", str(exc), fix, invalid_setting=True)]
     names = targets or settings.targets
-    roles = permissions_for(names)
+    chosen = tenancy.selected(settings, tenants, "--tenant")
     findings = [_settings_finding(settings, names), _schedule_finding(env.get("SYNC_SCHEDULE", ""))]
-    graph = client_for(settings.graph)
+
+    def check(tenant: str | None) -> list[Finding]:
+        found = _tenant_findings(settings, tenant, names, max_age, principal_id)
+        return [replace(f, topic=f"tenant {tenant} {f.topic}") for f in found] if tenant else found
+
+    for tenant_findings in tenancy.for_each(settings, chosen, check):
+        findings += tenant_findings
+    return findings
+
+
+def _tenant_findings(
+    settings: Settings, tenant: str | None, names: tuple[str, ...], max_age: timedelta, principal_id: str | None
+) -> list[Finding]:
+    roles = permissions_for(names)
+    graph = client_for(settings.graph, tenant)
     try:
         claims = token_claims(graph.token(Deadline(settings.graph.time_budget)))
     except IdentityUnavailable as exc:
-        return [*findings, Finding(False, "credential", str(exc))]
-    findings.append(_credential_finding(settings, claims))
+        return [Finding(False, "credential", str(exc), run.remedy(exc, lister=LISTER))]
+    findings = [_credential_finding(settings, graph, claims)]
     if principal_id and _is_user_token(claims):
         findings += _identity_grant_findings(graph, settings, principal_id, roles)
     else:
-        findings += [_permission_finding(claims, role) for role in roles]
-    return findings + _target_findings(settings, names, max_age)
+        findings += [_permission_finding(claims, role, tenant) for role in roles]
+    return findings + _target_findings(settings, names, max_age, tenant)
 
 
 def _settings_finding(settings: Settings, names: tuple[str, ...]) -> Finding:
     connectors = ", ".join(settings.connector_ids) or "every connector in the tenant"
+    tenants = (
+        f", TENANT_IDS={','.join(settings.tenants)} through TENANT_APP_CLIENT_ID={settings.graph.app_client_id} "
+        f"at {settings.graph.authority}"
+        if settings.tenants
+        else ""
+    )
     return Finding(
         True,
         "settings",
         f"SYNC_TARGETS={','.join(names)}, SYNC_TYPE={settings.sync_type}, GRAPH_ENDPOINT={settings.graph.endpoint}, "
-        f"Exchange connectors: {connectors}",
+        f"Exchange connectors: {connectors}{tenants}",
     )
 
 
@@ -88,11 +111,13 @@ def _schedule_finding(schedule: str) -> Finding:
     return Finding(True, "SYNC_SCHEDULE", f"{schedule} (UTC)")
 
 
-def _credential_finding(settings: Settings, claims: dict[str, Any]) -> Finding:
+def _credential_finding(settings: Settings, graph: GraphClient, claims: dict[str, Any]) -> Finding:
     who = claims.get("upn") or f"object id {claims.get('oid')}, app id {claims.get('appid')}"
-    detail = f"{settings.graph.identity_description}: {who}; token audience {claims.get('aud')}"
+    detail = f"{graph.identity_description}: {who}; token audience {claims.get('aud')}"
     if claims.get("aud") != settings.graph.endpoint:
         return Finding(False, "credential", detail, "Set GRAPH_ENDPOINT to the Graph root of this tenant's cloud.")
+    if graph.tenant is not None and claims.get("tid") != graph.tenant:
+        return Finding(False, "credential", f"{detail}; but the token is for tenant {claims.get('tid')}")
     return Finding(True, "credential", detail)
 
 
@@ -128,7 +153,7 @@ def _identity_grant_findings(
     ]
 
 
-def _permission_finding(claims: dict[str, Any], role: str) -> Finding:
+def _permission_finding(claims: dict[str, Any], role: str, tenant: str | None) -> Finding:
     roles = claims.get("roles") or []
     scopes = str(claims.get("scp") or "").split()
     if role in roles:
@@ -143,6 +168,14 @@ def _permission_finding(claims: dict[str, Any], role: str) -> Finding:
             "To check the app's managed identity from here, add --principal-id <its object id> "
             "(az functionapp identity show -g RG -n APP --query principalId -o tsv).",
         )
+    if tenant is not None:
+        return Finding(
+            False,
+            "permission",
+            f"the tenant's token has no application role {role} (roles: {', '.join(roles) or 'none'})",
+            f"Add {role} to the API permissions of the app {claims.get('appid')} (TENANT_APP_CLIENT_ID), then have "
+            f"an administrator of tenant {tenant} consent again (README, 'Many tenants'). {GRANT_DELAY}",
+        )
     return Finding(
         False,
         "permission",
@@ -152,10 +185,12 @@ def _permission_finding(claims: dict[str, Any], role: str) -> Finding:
     )
 
 
-def _target_findings(settings: Settings, names: tuple[str, ...], max_age: timedelta) -> list[Finding]:
+def _target_findings(
+    settings: Settings, names: tuple[str, ...], max_age: timedelta, tenant: str | None
+) -> list[Finding]:
     findings = []
     now = datetime.now(timezone.utc)
-    states = run.target_states(settings, names)
+    states = run.target_states(settings, names, tenant=tenant)
     for state in states:
         target = TARGETS[state.target]
         if state.error is not None:
@@ -177,14 +212,14 @@ def _target_findings(settings: Settings, names: tuple[str, ...], max_age: timede
         for obj in state.objects:
             health = target.health(obj, now, max_age)
             findings.append(Finding(health.ok, f"{state.target} {obj.id}", health.detail, health.fix))
-    return findings + _expiry_findings(settings, states)
+    return findings + _expiry_findings(settings, states, tenant)
 
 
-def _expiry_findings(settings: Settings, states: list[run.TargetState]) -> list[Finding]:
+def _expiry_findings(settings: Settings, states: list[run.TargetState], tenant: str | None) -> list[Finding]:
     """The expiry watch: each finding fails doctor; what the token cannot read is only 'not checked'."""
     if not settings.expiry_warning_days:
         return [Finding(True, "expiry watch", "off (EXPIRY_WARNING_DAYS=0)")]
-    report = run.expiry_watch(settings, states)
+    report = run.expiry_watch(settings, states, tenant)
     findings = [Finding(True, f"expiry {u.target}", u.reason) for u in report.unchecked]
     for standing in report.standings:
         left = standing.days_left(report.at)

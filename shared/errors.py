@@ -46,7 +46,23 @@ class InvalidObjectId(SyncAppError, ValueError):
 class IdentityUnavailable(SyncAppError):
     """No access token could be obtained (no managed identity, or its endpoint failed)."""
 
-    retry_after = 60
+    retry_after: int | None = 60
+
+
+class TenantNotConsented(IdentityUnavailable):
+    """Entra has no service principal of the multi-tenant app in this customer tenant: nobody consented there yet.
+    Not transient, so no ``Retry-After``: the tenant's administrator must open ``consent_url``."""
+
+    retry_after = None
+
+    def __init__(self, message: str, *, tenant: str, consent_url: str) -> None:
+        super().__init__(message)
+        self.tenant = tenant
+        self.consent_url = consent_url
+
+
+class UnknownTenant(SyncAppError):
+    """A tenant id that ``TENANT_IDS`` does not list."""
 
 
 class GraphError(SyncAppError):

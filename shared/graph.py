@@ -34,6 +34,7 @@ from shared.errors import (
     IdentityUnavailable,
     TimeBudgetExhausted,
 )
+from shared.federation import Assertion, entra_refusal, exchange_audience, tenant_credential
 from shared.redaction import redact, remember
 from shared.transport import (
     AnswerTooLarge,
@@ -41,6 +42,7 @@ from shared.transport import (
     DeadlineExceeded,
     DeadlineTransport,
     bounded_by,
+    current_exchange,
     parse_retry_after,
     session_for,
 )
@@ -86,6 +88,9 @@ class GraphSettings(NamedTuple):
     time_budget: float
     max_retries: int
     backoff: float
+    # With TENANT_IDS: the multi-tenant app (TENANT_APP_CLIENT_ID) and the Entra authority (AZURE_AUTHORITY_HOST).
+    app_client_id: str | None = None
+    authority: str | None = None
 
     @property
     def scope(self) -> str:
@@ -94,6 +99,11 @@ class GraphSettings(NamedTuple):
 
     @property
     def identity_description(self) -> str:
+        if self.app_client_id:
+            return (
+                f"the multi-tenant app {self.app_client_id} (TENANT_APP_CLIENT_ID), through the user-assigned "
+                "managed identity named by AZURE_CLIENT_ID"
+            )
         if self.identity_endpoint is None:
             return "the Azure CLI sign-in (not running in Azure: IDENTITY_ENDPOINT is not set)"
         if self.client_id:
@@ -118,15 +128,21 @@ class GraphRetry(Retry):
 
 
 class GraphClient:
-    """One credential (it owns the token cache) and one pooled session, reused across invocations."""
+    """One credential (it owns the token cache) and one pooled session, reused across invocations.
 
-    def __init__(self, settings: GraphSettings) -> None:
+    ``tenant``: a customer tenant (TENANT_IDS), whose Graph token the multi-tenant app gets by presenting
+    ``assertion``, the managed identity's token; None for the app's own tenant.
+    """
+
+    def __init__(self, settings: GraphSettings, tenant: str | None = None, assertion: Assertion | None = None) -> None:
         self.settings = settings
+        self.tenant = tenant
         origin = urlsplit(settings.endpoint)
         self._origin = (origin.scheme, origin.hostname, origin.port)
         self._root = f"{settings.endpoint}/"
         self._session = session_for(settings.endpoint, USER_AGENT)
-        self._credential = _credential_for(settings, self._session)
+        self._assertion = assertion
+        self._credential = self._new_credential()
         self._token: AccessTokenInfo | None = None
         # Sync actions only ask Intune to sync, so sending one twice is harmless: POSTs are retried like GETs,
         # including after a connection dropped before Graph's answer arrived.
@@ -138,7 +154,24 @@ class GraphClient:
             respect_retry_after_header=True,
             raise_on_status=False,
         )
-        log.info("Graph client for %s uses %s", settings.endpoint, settings.identity_description)
+        log.info("Graph client for %s uses %s", settings.endpoint, self.identity_description)
+
+    @property
+    def identity_description(self) -> str:
+        if self.tenant is None:
+            return self.settings.identity_description
+        return f"{self.settings.identity_description} in tenant {self.tenant}"
+
+    def _new_credential(self) -> SupportsTokenInfo:
+        if self.tenant is None or self._assertion is None or self.settings.app_client_id is None:
+            return _credential_for(self.settings, self._session)
+        return tenant_credential(
+            self.tenant,
+            self.settings.app_client_id,
+            self._assertion,
+            authority=self.settings.authority or "",
+            transport=_transport(self.settings, self._session),
+        )
 
     def close(self) -> None:
         self._session.close()
@@ -248,7 +281,7 @@ class GraphClient:
 
     def _token_context(self) -> str:
         """Said with a 401, so the administrator sees which audience and identity Graph refused."""
-        return f" (the token was for audience {self.settings.endpoint}, from {self.settings.identity_description})"
+        return f" (the token was for audience {self.settings.endpoint}, from {self.identity_description})"
 
     def _send(
         self,
@@ -313,13 +346,15 @@ class GraphClient:
     def _drop_token(self) -> None:
         """Forget the held token and the credential's cache, so the next call fetches a new token."""
         self._token = None
-        self._credential = _credential_for(self.settings, self._session)
+        self._credential = self._new_credential()
 
     def _new_token(self, deadline: Deadline) -> AccessTokenInfo:
-        source = f"Could not get a token for {self.settings.scope} from {self.settings.identity_description}"
+        source = f"Could not get a token for {self.settings.scope} from {self.identity_description}"
         with bounded_by(deadline) as exchange:
             try:
                 info = self._credential.get_token_info(self.settings.scope)
+            except IdentityUnavailable:  # the assertion's own failure, already in our words
+                raise
             # azure-identity raises AzureError subclasses, but msal parses the identity endpoint's answer
             # without guarding it, so a malformed answer escapes as ValueError, AttributeError, ... Whatever
             # the class, it means one thing here: no token.
@@ -329,6 +364,9 @@ class GraphClient:
                         f"{source}: no answer within the run's time budget of {deadline.seconds:g} s "
                         f"(GRAPH_TIME_BUDGET_SECONDS). {_identity_fix(self.settings)}"
                     ) from None
+                refused = self._entra_refusal(exc)
+                if refused is not None:
+                    raise refused from None
                 raise IdentityUnavailable(
                     f"{source}: {_identity_failure(exc)}. {_identity_fix(self.settings)}"
                 ) from None
@@ -339,6 +377,13 @@ class GraphClient:
                 f"Authorization header. {_identity_fix(self.settings)}"
             )
         return info
+
+    def _entra_refusal(self, exc: Exception) -> IdentityUnavailable | None:
+        if self.tenant is None or self.settings.app_client_id is None:
+            return None
+        return entra_refusal(
+            exc, tenant=self.tenant, app_client_id=self.settings.app_client_id, authority=self.settings.authority or ""
+        )
 
 
 def _budget_exhausted(deadline: Deadline, client_request_id: str) -> TimeBudgetExhausted:
@@ -387,6 +432,11 @@ def _identity_failure(exc: Exception) -> str:
 
 
 def _identity_fix(settings: GraphSettings) -> str:
+    if settings.identity_endpoint is None and settings.app_client_id:
+        return (
+            "TENANT_IDS acts through the Function App's user-assigned managed identity: run it in Azure "
+            "(README, 'Many tenants'), or against the emulator (make demo)."
+        )
     if settings.identity_endpoint is None:
         return "Run 'az login' to try it from this machine, or deploy it to Azure with a managed identity."
     if settings.client_id:
@@ -397,19 +447,51 @@ def _identity_fix(settings: GraphSettings) -> str:
     return "Check that the Function App's system-assigned identity is on (az functionapp identity assign)."
 
 
+def _transport(settings: GraphSettings, session: requests.Session) -> DeadlineTransport:
+    return DeadlineTransport(
+        session, connection_timeout=min(CONNECT_TIMEOUT, settings.timeout), read_timeout=settings.timeout
+    )
+
+
+def _managed_identity(settings: GraphSettings, session: requests.Session) -> ManagedIdentityCredential:
+    return ManagedIdentityCredential(
+        client_id=settings.client_id,
+        transport=_transport(settings, session),
+        retry_total=2,
+        retry_backoff_factor=0.2,
+        timeout=settings.timeout * 2,
+    )
+
+
 def _credential_for(settings: GraphSettings, session: requests.Session) -> SupportsTokenInfo:
     """Managed identity in Azure, over this app's session; the developer's own Azure CLI sign-in elsewhere."""
     if settings.identity_endpoint is not None:
-        return ManagedIdentityCredential(
-            client_id=settings.client_id,
-            transport=DeadlineTransport(
-                session, connection_timeout=min(CONNECT_TIMEOUT, settings.timeout), read_timeout=settings.timeout
-            ),
-            retry_total=2,
-            retry_backoff_factor=0.2,
-            timeout=settings.timeout * 2,
-        )
+        return _managed_identity(settings, session)
     return AzureCliCredential(process_timeout=max(10, int(settings.timeout)))
+
+
+def _assertion_for(settings: GraphSettings) -> Assertion:
+    """The managed identity's token for the cloud's token-exchange audience (and, with TENANT_IDS, nothing else)."""
+    audience = exchange_audience(settings.authority or "")
+    source = f"Could not get the token-exchange assertion ({audience}) from the user-assigned managed identity"
+    session = session_for(settings.endpoint, USER_AGENT)
+    credential = _managed_identity(settings, session) if settings.identity_endpoint is not None else None
+
+    def fetch() -> AccessTokenInfo:
+        if credential is None:
+            raise IdentityUnavailable(f"{source}: IDENTITY_ENDPOINT is not set. {_identity_fix(settings)}")
+        exchange = current_exchange()
+        try:
+            return credential.get_token_info(f"{audience}/.default")
+        except Exception as exc:  # as in GraphClient._new_token: any class means no token
+            if isinstance(exc, DeadlineExceeded) or (exchange is not None and exchange.expired):
+                raise IdentityUnavailable(
+                    f"{source}: no answer within the run's time budget (GRAPH_TIME_BUDGET_SECONDS). "
+                    f"{_identity_fix(settings)}"
+                ) from None
+            raise IdentityUnavailable(f"{source}: {_identity_failure(exc)}. {_identity_fix(settings)}") from None
+
+    return Assertion(fetch)
 
 
 def _request_id(response: requests.Response | None) -> str | None:
@@ -492,15 +574,23 @@ def _str_or_none(value: object) -> str | None:
 
 
 _clients_lock = threading.Lock()
-_client: GraphClient | None = None
+_clients: dict[str | None, GraphClient] = {}
+_assertion: Assertion | None = None
 
 
-def client_for(settings: GraphSettings) -> GraphClient:
-    """The process's one client, built on first use; rebuilt only if the settings change."""
-    global _client
+def client_for(settings: GraphSettings, tenant: str | None = None) -> GraphClient:
+    """The process's client for ``tenant`` (None: the app's own), built on first use; every client is rebuilt
+    if the settings change. Customer tenants share one assertion, so the identity is asked once for them all."""
+    global _assertion
     with _clients_lock:
-        if _client is None or _client.settings != settings:
-            if _client is not None:
-                _client.close()
-            _client = GraphClient(settings)
-        return _client
+        if any(client.settings != settings for client in _clients.values()):
+            for client in _clients.values():
+                client.close()
+            _clients.clear()
+            _assertion = None
+        client = _clients.get(tenant)
+        if client is None:
+            if tenant is not None and _assertion is None:
+                _assertion = _assertion_for(settings)
+            client = _clients[tenant] = GraphClient(settings, tenant, _assertion if tenant is not None else None)
+        return client

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from shared import tenants as tenancy
 from shared.coalescing import Deferred, SyncGate
 from shared.errors import (
     GraphError,
@@ -26,6 +27,7 @@ from shared.errors import (
     OutOfTime,
     SyncAppError,
     SyncFailed,
+    TenantNotConsented,
     TimeBudgetExhausted,
     UnknownObject,
 )
@@ -62,6 +64,7 @@ class ObjectResult(NamedTuple):
     reason: str | None = None
     detail: str | None = None
     error: SyncAppError | None = None
+    tenant: str | None = None  # with TENANT_IDS: the customer tenant it belongs to
 
     @property
     def error_code(self) -> str | None:
@@ -86,6 +89,7 @@ class ObjectResult(NamedTuple):
 
     def as_dict(self) -> dict[str, object]:
         return {
+            **({"tenant": self.tenant} if self.tenant else {}),
             "target": self.target,
             "id": self.id,
             "outcome": self.outcome,
@@ -108,8 +112,9 @@ class SyncReport:
     sync_type: str | None
     results: tuple[ObjectResult, ...]
     duration_ms: int
-    # What Graph said of each whole target the run read, for the expiry watch to reuse rather than read again.
-    read: Mapping[str, tuple[SyncObject, ...]] = field(default_factory=dict, compare=False)
+    # What Graph said of each whole target the run read, by tenant, for the expiry watch to reuse.
+    read: Mapping[str | None, Mapping[str, tuple[SyncObject, ...]]] = field(default_factory=dict, compare=False)
+    tenants: tuple[str | None, ...] = tenancy.HOME
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome == outcome)
@@ -134,15 +139,21 @@ class SyncReport:
 
     def summary(self) -> str:
         names = ", ".join(f"{t} ({self.sync_type})" if TARGETS[t].takes_sync_type else t for t in self.targets)
+        if self.tenants != tenancy.HOME:
+            names += f" in {len(self.tenants)} tenant{'s' if len(self.tenants) != 1 else ''}"
         return (
             f"Sync of {names}: {self.count('accepted')} accepted, {self.count('failed')} failed, "
             f"{self.count('skipped')} skipped in {self.duration_ms} ms"
         )
 
 
-def remedy(error: SyncAppError, target: Target | None = None, lister: str = "GET /api/sync") -> str | None:
+def remedy(  # noqa: PLR0911 - one answer per kind of problem reads best as one branch each
+    error: SyncAppError, target: Target | None = None, lister: str = "GET /api/sync"
+) -> str | None:
     """What an administrator should do about ``error``, in one sentence; ``lister`` is how they list objects
     from where they are (the webhook, or the command line)."""
+    if isinstance(error, TenantNotConsented):
+        return f"An administrator of tenant {error.tenant} must consent to the app: open {error.consent_url}"
     if isinstance(error, GraphForbidden):
         needed = " and ".join(permissions_for((target.name,))) if target else ""
         permission = needed or "the permission each target needs (README, 'Sync targets')"
@@ -190,11 +201,14 @@ class TargetState(NamedTuple):
 
 
 def target_states(
-    settings: Settings, targets: Sequence[str] | None = None, requested: Sequence[str] | None = None
+    settings: Settings,
+    targets: Sequence[str] | None = None,
+    requested: Sequence[str] | None = None,
+    tenant: str | None = None,
 ) -> list[TargetState]:
-    """Each target's objects, read from Graph (one listing or one GET each); ``requested`` narrows a single target to
-    these ids, which must exist. A target that cannot be read is reported with its error, not raised."""
-    graph = client_for(settings.graph)
+    """Each target's objects in ``tenant``, read from Graph (one listing or one GET each); ``requested`` narrows a
+    single target to these ids, which must exist. A target that cannot be read is reported with its error."""
+    graph = client_for(settings.graph, tenant)
     deadline = Deadline(settings.graph.time_budget)
     states = []
     for name in targets or settings.targets:
@@ -210,13 +224,13 @@ def target_states(
     return states
 
 
-def expiry_watch(settings: Settings, states: Sequence[TargetState]) -> WatchReport:
+def expiry_watch(settings: Settings, states: Sequence[TargetState], tenant: str | None = None) -> WatchReport:
     """The expiry watch over what ``target_states`` already read; the other watched resources are read once."""
     from shared import watch  # noqa: PLC0415 - not on the webhook's POST path, whose every cold start it would slow
 
     read = {state.target: state.objects for state in states if state.error is None and not state.missing}
     return watch.check(
-        client_for(settings.graph), settings.expiry_warning_days, Deadline(settings.graph.time_budget), read
+        client_for(settings.graph, tenant), settings.expiry_warning_days, Deadline(settings.graph.time_budget), read
     )
 
 
@@ -263,28 +277,55 @@ def run_sync(
     ids: Sequence[str] | None = None,
     sync_type: str | None = None,
     deadline: Deadline | None = None,
+    tenants: Sequence[str | None] | None = None,
 ) -> SyncReport:
-    """Sync every object of ``targets`` (default ``SYNC_TARGETS``); ``ids`` narrows a single target. Raises only
-    for requested ids that are not the target's objects."""
+    """Sync every object of ``targets`` (default ``SYNC_TARGETS``) in each of ``tenants`` (default: every one);
+    ``ids`` narrows a single target. Raises only for requested ids that are not the target's objects."""
     started = time.monotonic()
     names = tuple(targets or settings.targets)
     deadline = deadline or Deadline(settings.graph.time_budget)
-    read: dict[str, tuple[SyncObject, ...]] = {}
-    graph = client_for(settings.graph)
+    chosen = tuple(tenants or tenancy.selected(settings))
     kind_of_sync = (sync_type or settings.sync_type) if any(TARGETS[n].takes_sync_type for n in names) else None
+
+    def run_tenant(tenant: str | None) -> tuple[list[ObjectResult], dict[str, tuple[SyncObject, ...]]]:
+        return _run_tenant(settings, tenant, names=names, ids=ids, sync_type=kind_of_sync, deadline=deadline)
+
+    runs = tenancy.for_each(settings, chosen, run_tenant)
+    results = tuple(result for tenant_results, _ in runs for result in tenant_results)
+    read = {tenant: tenant_read for tenant, (_, tenant_read) in zip(chosen, runs, strict=True)}
+    return SyncReport(names, kind_of_sync, results, _ms_since(started), read, chosen)
+
+
+def _run_tenant(
+    settings: Settings,
+    tenant: str | None,
+    *,
+    names: tuple[str, ...],
+    ids: Sequence[str] | None,
+    sync_type: str | None,
+    deadline: Deadline,
+) -> tuple[list[ObjectResult], dict[str, tuple[SyncObject, ...]]]:
+    """One tenant's part of a run: its results, and the whole targets it read."""
+    read: dict[str, tuple[SyncObject, ...]] = {}
+    graph = client_for(settings.graph, tenant)
     results: list[ObjectResult] = []
     stopped_by: SyncAppError | None = None
+    where = f" in tenant {tenant}" if tenant else ""
+
+    def record(result: ObjectResult) -> None:
+        results.append(result._replace(tenant=tenant))
+        _log_result(results[-1])
+
     for name in names:
         target = TARGETS[name]
         if stopped_by is not None:
-            results.append(ObjectResult(name, None, "skipped", 0, reason="notAttempted", error=stopped_by))
-            _log_result(results[-1])
+            record(ObjectResult(name, None, "skipped", 0, reason="notAttempted", error=stopped_by))
             continue
         read_started = time.monotonic()
         try:
             objects = resolve_objects(graph, settings, target, ids, deadline)
         except (GraphError, IdentityUnavailable) as exc:
-            results.append(
+            record(
                 ObjectResult(
                     name,
                     None,
@@ -293,35 +334,36 @@ def run_sync(
                     graph_status=getattr(exc, "status", None),
                     request_id=getattr(exc, "request_id", None),
                     client_request_id=getattr(exc, "client_request_id", None),
-                    detail=f"Could not list the {name} to sync: {exc}",
+                    detail=f"Could not list the {name} to sync{where}: {exc}",
                     error=exc,
                 )
             )
-            _log_result(results[-1])
             stopped_by = exc if isinstance(exc, RUN_STOPPING) else None
             continue
         if ids is None and not settings.ids_for(name):
             read[name] = tuple(objects)
         if not objects:
-            log.log(logging.WARNING if target.none_advice else logging.INFO, "%s: %s", name, target.nothing_found())
+            log.log(
+                logging.WARNING if target.none_advice else logging.INFO, "%s%s: %s", name, where, target.nothing_found()
+            )
         throttled: SyncAppError | None = None
         for obj in objects:
             held_by = stopped_by or throttled
             if held_by is not None:
                 result = ObjectResult(name, obj.id, "skipped", 0, reason="notAttempted", error=held_by)
             else:
-                result = _sync_gated(graph, settings, target, obj, sync_type=kind_of_sync, deadline=deadline)
+                result = _sync_gated(graph, settings, target, obj, sync_type=sync_type, deadline=deadline)
                 if isinstance(result.error, RUN_STOPPING):
                     stopped_by = result.error
                 elif isinstance(result.error, TARGET_STOPPING):
                     throttled = result.error
-            results.append(result)
-            _log_result(result)
-    return SyncReport(names, kind_of_sync, tuple(results), _ms_since(started), read)
+            record(result)
+    return results, read
 
 
 def scheduled_sync(*, past_due: bool) -> SyncReport:
-    """The timer's run: every target in ``SYNC_TARGETS``; raises :class:`SyncFailed` after trying them all."""
+    """The timer's run: every target in ``SYNC_TARGETS``, in every tenant; raises :class:`SyncFailed` after trying
+    them all."""
     if past_due:
         log.warning("The sync timer is past due: the previous run was missed or overran (host restart, scale-in)")
     settings = load_settings()
@@ -332,7 +374,12 @@ def scheduled_sync(*, past_due: bool) -> SyncReport:
         from shared import watch  # noqa: PLC0415 - as in expiry_watch
 
         # The watch never fails the invocation: that is kept for failed syncs.
-        watch.log_findings(watch.check(client_for(settings.graph), settings.expiry_warning_days, deadline, report.read))
+        def check(tenant: str | None) -> None:
+            graph = client_for(settings.graph, tenant)
+            found = watch.check(graph, settings.expiry_warning_days, deadline, report.read.get(tenant), tenant)
+            watch.log_findings(found)
+
+        tenancy.for_each(settings, report.tenants, check)
     if not report.ok:
         raise SyncFailed(" ".join([report.summary(), *report.failures(), *report.remedies()]))
     return report
@@ -348,7 +395,7 @@ def _sync_gated(
     deadline: Deadline,
 ) -> ObjectResult:
     decision = _GATE.submit(
-        (settings.graph.endpoint, target.name, obj.id),
+        (settings.graph.endpoint, graph.tenant, target.name, obj.id),
         sync_type,
         lambda: _sync_one(
             graph, target, obj, sync_type=sync_type, deadline=deadline, options=settings.options_for(target.name)
@@ -417,7 +464,8 @@ def _log_result(result: ObjectResult) -> None:
     level = logging.WARNING if result.outcome == "failed" or result.error else logging.INFO
     log.log(
         level,
-        "target=%s id=%s outcome=%s%s graph-status=%s request-id=%s client-request-id=%s duration-ms=%d%s",
+        "%starget=%s id=%s outcome=%s%s graph-status=%s request-id=%s client-request-id=%s duration-ms=%d%s",
+        f"tenant={result.tenant} " if result.tenant else "",
         result.target,
         result.id or "-",
         result.outcome,

@@ -12,6 +12,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from shared.errors import ConfigurationError, InvalidObjectId
+from shared.federation import PUBLIC_AUTHORITY
 from shared.graph import GraphSettings
 from shared.redaction import remember
 from shared.targets import DEFAULT, TARGETS
@@ -35,6 +36,9 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
     expiry_warning_days: int = 30
     devices: DeviceSelection = DEFAULT_DEVICES
+    # Customer tenants (TENANT_IDS); empty: the app's own tenant alone.
+    tenants: tuple[str, ...] = ()
+    tenant_concurrency: int = 8
 
     def options_for(self, target: str) -> object:
         """A target's own settings, for the targets that have any (the managed devices' DEVICE_* settings)."""
@@ -65,6 +69,10 @@ SETTING_NAMES = (
     "DEVICE_SYNC_MAX_PER_RUN",
     "DEVICE_OPERATING_SYSTEMS",
     "DEVICE_SYNC_WINDOW_SECONDS",
+    "TENANT_IDS",
+    "TENANT_APP_CLIENT_ID",
+    "TENANT_CONCURRENCY",
+    "AZURE_AUTHORITY_HOST",
 )
 
 
@@ -82,17 +90,24 @@ def remember_secrets(env: Mapping[str, str]) -> None:
 
 
 def parse_settings(env: Mapping[str, str]) -> Settings:
+    tenants = _tenant_ids(env.get("TENANT_IDS", ""))
+    client_id = _client_id(env.get("AZURE_CLIENT_ID", "").strip())
+    connector_ids = _connector_ids(env.get("EXCHANGE_CONNECTOR_IDS", ""))
+    if tenants:
+        _check_many_tenants(client_id, connector_ids)
     return Settings(
-        connector_ids=_connector_ids(env.get("EXCHANGE_CONNECTOR_IDS", "")),
+        connector_ids=connector_ids,
         sync_type=_sync_type(env.get("SYNC_TYPE", "").strip() or "deltaSync"),
         graph=GraphSettings(
             endpoint=_graph_endpoint(env.get("GRAPH_ENDPOINT", "").strip() or DEFAULT_GRAPH_ENDPOINT),
-            client_id=_client_id(env.get("AZURE_CLIENT_ID", "").strip()),
+            client_id=client_id,
             identity_endpoint=_identity_endpoint(env),
             timeout=_number(env, "GRAPH_TIMEOUT_SECONDS", default=20, low=1, high=120),
             time_budget=_number(env, "GRAPH_TIME_BUDGET_SECONDS", default=120, low=5, high=200),
             max_retries=int(_number(env, "GRAPH_MAX_RETRIES", default=4, low=0, high=10, whole=True)),
             backoff=_number(env, "GRAPH_RETRY_BACKOFF_SECONDS", default=1, low=0, high=30),
+            app_client_id=_app_client_id(env.get("TENANT_APP_CLIENT_ID", "").strip()) if tenants else None,
+            authority=_authority(env.get("AZURE_AUTHORITY_HOST", "").strip() or PUBLIC_AUTHORITY) if tenants else None,
         ),
         targets=_targets(env.get("SYNC_TARGETS", "")),
         min_interval=_number(env, "SYNC_MIN_INTERVAL_SECONDS", default=0, low=0, high=86400),
@@ -104,7 +119,72 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
             operating_systems=_operating_systems(env.get("DEVICE_OPERATING_SYSTEMS", "")),
             window_seconds=_number(env, "DEVICE_SYNC_WINDOW_SECONDS", default=20, low=0.01, high=20),
         ),
+        tenants=tenants,
+        tenant_concurrency=int(_number(env, "TENANT_CONCURRENCY", default=8, low=1, high=64, whole=True))
+        if tenants
+        else 8,
     )
+
+
+def _tenant_ids(raw: str) -> tuple[str, ...]:
+    ids = _listed(raw)
+    wrong = [i for i in ids if not GUID.fullmatch(i)]
+    if wrong:
+        raise ConfigurationError(
+            "TENANT_IDS",
+            f"{', '.join(repr(w[:60]) for w in wrong)} is not a tenant id (a GUID such as the "
+            "directory id in the customer's Entra overview)",
+        )
+    return tuple(dict.fromkeys(i.lower() for i in ids))
+
+
+def _check_many_tenants(client_id: str | None, connector_ids: tuple[str, ...]) -> None:
+    if client_id is None:
+        raise ConfigurationError(
+            "AZURE_CLIENT_ID",
+            "is required with TENANT_IDS: set it to the client id of the Function App's user-assigned managed "
+            "identity, the federated credential of TENANT_APP_CLIENT_ID (a system-assigned identity cannot be one; "
+            "README, 'Many tenants')",
+        )
+    if connector_ids:
+        raise ConfigurationError(
+            "EXCHANGE_CONNECTOR_IDS",
+            "cannot be used with TENANT_IDS: connector ids belong to one tenant; leave it empty and each tenant's "
+            "connectors are found in it",
+        )
+
+
+def _app_client_id(raw: str) -> str:
+    if not GUID.fullmatch(raw):
+        got = f"got {raw[:60]!r}" if raw else "it is not set"
+        raise ConfigurationError(
+            "TENANT_APP_CLIENT_ID",
+            f"with TENANT_IDS, must be the client id (a GUID) of the multi-tenant app registration that trusts the "
+            f"managed identity; {got}",
+        )
+    return raw.lower()
+
+
+def _authority(raw: str) -> str:
+    """azure-identity's AZURE_AUTHORITY_HOST: an https authority (a bare host means https), or a loopback one with a
+    port (the emulator); the host alone, since the tenant is added per call."""
+    text = raw.rstrip("/")
+    text = text if "://" in text else f"https://{text}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    problem = None
+    if parts is None or parts.scheme != "https" or not parts.hostname:
+        problem = "must be an https:// Entra authority such as https://login.microsoftonline.com"
+    elif parts.path or parts.query or parts.fragment or "@" in text or any(c.isspace() for c in text):
+        problem = "must be the authority host alone, with no path, query or user"
+    elif parts.hostname in LOOPBACK_HOSTS and port is None:
+        problem = "a loopback authority needs its port"
+    if problem or parts is None:
+        raise ConfigurationError("AZURE_AUTHORITY_HOST", f"{problem}; got {raw[:100]!r}")
+    return f"https://{parts.hostname.lower()}" + (f":{port}" if port is not None else "")
 
 
 def _listed(raw: str) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import os
 import socket
 import threading
 import time
@@ -233,7 +234,8 @@ def session_for(endpoint: str, user_agent: str) -> requests.Session:
     """A pooled session whose proxy and CA-bundle settings come from the environment once, here.
 
     By default requests re-reads the proxy variables, NO_PROXY and ~/.netrc on every request (about 0.1 ms
-    each); a Function App's environment does not change while it runs.
+    each); a Function App's environment does not change while it runs. The CA bundle is requests' own
+    (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``), else OpenSSL's ``SSL_CERT_FILE``, which requests alone ignores.
     """
     session = requests.Session()
     adapter = _WatchedAdapter()
@@ -242,7 +244,8 @@ def session_for(endpoint: str, user_agent: str) -> requests.Session:
     session.headers["User-Agent"] = f"{user_agent} {session.headers['User-Agent']}"
     environment = session.merge_environment_settings(endpoint, {}, None, None, None)
     session.proxies.update(environment["proxies"])
-    session.verify = environment["verify"]
+    verify = environment["verify"]
+    session.verify = os.environ.get("SSL_CERT_FILE") or verify if verify is True else verify
     session.trust_env = False
     return session
 

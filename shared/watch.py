@@ -36,15 +36,18 @@ class WatchReport(NamedTuple):
     unchecked: tuple[Unchecked, ...]
     warning_days: int
     at: datetime
+    tenant: str | None = None  # with TENANT_IDS: the customer tenant watched
 
     @property
     def findings(self) -> list[Standing]:
         return [s for s in self.standings if s.problem]
 
     def as_dict(self) -> dict[str, Any]:
+        named = {"tenant": self.tenant} if self.tenant else {}
         return {
+            **named,
             "warningDays": self.warning_days,
-            "findings": [s.as_dict(self.at) for s in self.findings],
+            "findings": [{**named, **s.as_dict(self.at)} for s in self.findings],
             "objects": [s.as_dict(self.at) for s in self.standings],
             "notChecked": [
                 {"target": u.target, "permission": u.permission, "reason": u.reason} for u in self.unchecked
@@ -57,6 +60,7 @@ def check(
     warning_days: int,
     deadline: Deadline,
     already_read: Mapping[str, Sequence[SyncObject]] | None = None,
+    tenant: str | None = None,
 ) -> WatchReport:
     """Every watched object's standing; ``already_read`` objects (by target) are not read again."""
     now = datetime.now(timezone.utc)
@@ -81,15 +85,17 @@ def check(
                 stopped = exc if isinstance(exc, IdentityUnavailable | TimeBudgetExhausted) else None
                 continue
         standings += [s for s in (watched.standing(o, now, warning) for o in objects) if s is not None]
-    return WatchReport(tuple(standings), tuple(unchecked), warning_days, now)
+    return WatchReport(tuple(standings), tuple(unchecked), warning_days, now, tenant)
 
 
 def log_findings(report: WatchReport) -> None:
-    """One WARNING line per finding: the object, its expiry and days left, and the fix."""
+    """One WARNING line per finding: the tenant (with TENANT_IDS), the object, its expiry and days left, the fix."""
+    tenant = f" tenant={report.tenant}" if report.tenant else ""
     for finding in report.findings:
         log.warning(
-            "%s target=%s id=%s expires=%s days-left=%s: %s %s. Fix: %s",
+            "%s%s target=%s id=%s expires=%s days-left=%s: %s %s. Fix: %s",
             LOG_PREFIX,
+            tenant,
             finding.target,
             finding.id,
             finding.expires.date().isoformat() if finding.expires else "-",
@@ -99,4 +105,4 @@ def log_findings(report: WatchReport) -> None:
             finding.fix,
         )
     for skipped in report.unchecked:
-        log.info("expiry watch: %s %s", skipped.target, skipped.reason)
+        log.info("expiry watch:%s %s %s", tenant, skipped.target, skipped.reason)

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from shared import run, signatures
+from shared import tenants as tenancy
 from shared.errors import (
     ConfigurationError,
     GraphNotFound,
@@ -23,8 +24,10 @@ from shared.errors import (
     NothingToSync,
     SyncAppError,
     TargetNotEnabled,
+    TenantNotConsented,
     UnknownObject,
     UnknownTarget,
+    UnknownTenant,
     json_type,
 )
 from shared.redaction import redact
@@ -40,7 +43,8 @@ MAX_REQUESTED_IDS = 100
 # The Exchange target's own fields, from before targets existed: on /api/sync they choose that target.
 EXCHANGE = "exchangeConnectors"
 LEGACY_FIELDS = ("connectorIds", "syncType")
-RECOGNISED_FIELDS = ("ids", *LEGACY_FIELDS)
+RECOGNISED_FIELDS = ("ids", "tenants", *LEGACY_FIELDS)
+NOT_FOUND = (UnknownObject, NothingToSync, GraphNotFound, UnknownTarget, TargetNotEnabled, UnknownTenant)
 
 
 class WebhookAnswer(NamedTuple):
@@ -59,6 +63,7 @@ class SyncRequest(NamedTuple):
     ids: tuple[str, ...] | None
     sync_type: str | None
     ignored_fields: tuple[str, ...]
+    tenants: tuple[str | None, ...] = tenancy.HOME
 
 
 def handle(
@@ -84,7 +89,8 @@ def handle(
             ids = _ids(routed, None, params) if routed else _legacy_ids(None, params)
             if routed is None and ids is not None:
                 routed = enabled_target(settings, EXCHANGE)
-            return _state(settings, routed.name if routed else None, ids)
+            tenants = _tenants(settings, None, params, ids)
+            return _state(settings, routed.name if routed else None, ids, tenants)
         return _sync(settings, parse_sync_request(body, params, settings, routed))
     except SyncAppError as exc:
         return _error_answer(exc)
@@ -116,12 +122,35 @@ def parse_sync_request(
         if "ids" in payload or "id" in params:
             raise InvalidRequest("ids", "name the target in the route: POST /api/sync/{target} with ids")
         ids = _legacy_ids(payload, params)
+        tenants = _tenants(settings, payload, params, ids)
         if ids is None and sync_type is None:
-            return SyncRequest(None, None, None, ignored)
-        return SyncRequest((enabled_target(settings, EXCHANGE).name,), ids, sync_type, ignored)
+            return SyncRequest(None, None, None, ignored, tenants)
+        return SyncRequest((enabled_target(settings, EXCHANGE).name,), ids, sync_type, ignored, tenants)
     if sync_type is not None and not routed.takes_sync_type:
         raise InvalidRequest("syncType", f"is accepted for {EXCHANGE} only, not {routed.name}")
-    return SyncRequest((routed.name,), _ids(routed, payload, params), sync_type, ignored)
+    ids = _ids(routed, payload, params)
+    return SyncRequest((routed.name,), ids, sync_type, ignored, _tenants(settings, payload, params, ids))
+
+
+def _tenants(
+    settings: Settings, payload: dict[str, Any] | None, params: Mapping[str, str], ids: tuple[str, ...] | None
+) -> tuple[str | None, ...]:
+    """``tenants`` (body) or ``tenant`` (query): the tenants a call covers, each one of TENANT_IDS."""
+    from_body = (payload or {}).get("tenants")
+    if from_body is not None and (not isinstance(from_body, list) or not from_body):
+        raise InvalidRequest("tenants", f"must be a non-empty array of tenant ids, not {_shown(from_body)}")
+    raw_query = params.get("tenant")
+    from_query = None if raw_query is None else [part.strip() for part in raw_query.split(",")]
+    chosen = tenancy.selected(settings, from_body, "tenants") if from_body is not None else None
+    if from_query is not None:
+        asked = tenancy.selected(settings, from_query, "tenant")
+        if chosen is not None and set(chosen) != set(asked):
+            raise InvalidRequest("tenants", "the body and the query name different tenants; give them once")
+        chosen = asked
+    chosen = chosen or tenancy.selected(settings)
+    if ids is not None and len(chosen) > 1:
+        raise InvalidRequest("tenant", 'ids belong to one tenant: name it with ?tenant=<id> or "tenants": [<id>]')
+    return chosen
 
 
 def _sync_type(payload: dict[str, Any], params: Mapping[str, str]) -> str | None:
@@ -218,9 +247,13 @@ def _validated_ids(field_name: str, values: list[object]) -> tuple[str, ...]:
 
 
 def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
-    report = run.run_sync(settings, request.targets, ids=request.ids, sync_type=request.sync_type)
+    report = run.run_sync(
+        settings, request.targets, ids=request.ids, sync_type=request.sync_type, tenants=request.tenants
+    )
     results = [result.as_dict() for result in report.results]
     body: dict[str, Any] = {"syncType": report.sync_type} if report.sync_type else {}
+    if settings.tenants:
+        body["tenants"] = list(report.tenants)
     body["summary"] = {outcome: report.count(outcome) for outcome in ("accepted", "failed", "skipped")}
     body["results"] = results
     if EXCHANGE in report.targets:  # the key the Exchange connectors' results had before targets existed
@@ -240,19 +273,31 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
     return _error_answer(worst.error, body, TARGETS[worst.target], logged=True)  # type: ignore[arg-type]
 
 
-def _state(settings: Settings, target: str | None, requested: tuple[str, ...] | None) -> WebhookAnswer:
-    """Each target's objects and their state: read-only."""
-    states = run.target_states(settings, (target,) if target else None, requested)
-    targets = {state.target: state.as_dict() for state in states}
+def _state(
+    settings: Settings, target: str | None, requested: tuple[str, ...] | None, tenants: tuple[str | None, ...]
+) -> WebhookAnswer:
+    """Each target's objects and their state, per tenant with TENANT_IDS: read-only."""
+
+    def report(tenant: str | None) -> tuple[list[run.TargetState], dict[str, Any]]:
+        states = run.target_states(settings, (target,) if target else None, requested, tenant)
+        part: dict[str, Any] = {"targets": {state.target: state.as_dict() for state in states}}
+        if target is None and settings.expiry_warning_days:
+            part["expiry"] = run.expiry_watch(settings, states, tenant).as_dict()
+        return states, part
+
+    reports = tenancy.for_each(settings, tenants, report)
+    states = [state for tenant_states, _ in reports for state in tenant_states]
     body: dict[str, Any] = {}
-    exchange = targets.get(EXCHANGE)
-    if exchange is not None and "error" not in exchange:  # the shape GET had before targets existed
-        body["connectors"] = exchange["objects"]
-        if settings.connector_ids:
-            body["missing"] = exchange["missing"]
-    body["targets"] = targets
-    if target is None and settings.expiry_warning_days:
-        body["expiry"] = run.expiry_watch(settings, states).as_dict()
+    if settings.tenants:
+        body["tenants"] = {tenant: part for tenant, (_, part) in zip(tenants, reports, strict=True)}
+    else:
+        part = reports[0][1]
+        exchange = part["targets"].get(EXCHANGE)
+        if exchange is not None and "error" not in exchange:  # the shape GET had before targets existed
+            body["connectors"] = exchange["objects"]
+            if settings.connector_ids:
+                body["missing"] = exchange["missing"]
+        body.update(part)
     failed = [state for state in states if state.error is not None]
     if failed and len(failed) == len(states):
         worst = _worst(failed)
@@ -268,8 +313,12 @@ def _worst(failures: list[Any]) -> Any:
 def _status(error: SyncAppError) -> int:
     if isinstance(error, InvalidRequest):
         return error.status
-    if isinstance(error, UnknownObject | NothingToSync | GraphNotFound | UnknownTarget | TargetNotEnabled):
+    if isinstance(
+        error, UnknownObject | NothingToSync | GraphNotFound | UnknownTarget | TargetNotEnabled | UnknownTenant
+    ):
         return 404
+    if isinstance(error, TenantNotConsented):  # not transient: waiting will not help, the tenant's consent will
+        return 502
     if isinstance(error, (*run.RUN_STOPPING, GraphThrottled, ConfigurationError)):
         return 503
     return 502
@@ -289,6 +338,11 @@ def _error_answer(
         detail["setting"] = error.setting
     if isinstance(error, TargetNotEnabled):
         detail["setting"] = "SYNC_TARGETS"
+    if isinstance(error, UnknownTenant):
+        detail["setting"] = "TENANT_IDS"
+    if isinstance(error, TenantNotConsented):
+        detail["tenant"] = error.tenant
+        detail["consentUrl"] = error.consent_url
     named = getattr(error, "target", None)
     advice = run.remedy(error, target or (TARGETS.get(named) if isinstance(named, str) else None))
     if advice:

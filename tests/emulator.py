@@ -13,8 +13,15 @@ it (real azure-identity, real requests, real sockets):
 - Graph's own service principal and ``appRoleAssignedTo``, for granting the app role
   (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto).
 
+With ``entra=True``, an Entra stand-in serves HTTPS on its own loopback port, with a certificate from a test CA
+(``ca_bundle``, for ``REQUESTS_CA_BUNDLE``): tenant discovery and the token endpoint's client-assertion grant
+(https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow#third-case-access-token-request-with-a-federated-credential),
+checking the managed identity's assertion (audience, issuer, subject) and each customer tenant's consent, and
+minting Graph tokens whose ``tid`` is the tenant. Customer tenants (:meth:`Emulator.add_tenant`) keep their own
+objects; Graph serves a token only its own tenant's data.
+
 Faults are queued per route with :meth:`Emulator.fault`. Every request is recorded in ``received``.
-Run it standalone with ``python -m tests.emulator``.
+Run it standalone with ``python -m tests.emulator`` (``--tenants 2`` adds the Entra stand-in and two tenants).
 """
 
 from __future__ import annotations
@@ -24,10 +31,13 @@ import base64
 import contextlib
 import functools
 import json
+import os
 import re
 import secrets
 import shlex
 import socket
+import ssl
+import tempfile
 import threading
 import time
 import uuid
@@ -39,6 +49,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+import trustme
+
 READ_WRITE_ROLE = "DeviceManagementServiceConfig.ReadWrite.All"
 READ_ROLE = "DeviceManagementServiceConfig.Read.All"
 CONNECTORS_PATH = "/v1.0/deviceManagement/exchangeConnectors"
@@ -47,6 +59,7 @@ IDENTITY_PATH = "/msi/token"
 STATS_PATH = "/_emulator/stats"
 SYSTEM_ASSIGNED_CLIENT_ID = "5f0d7c2e-1b3a-4c8e-9d6f-0a1b2c3d4e5f"
 IDENTITY_OBJECT_ID = "3c2b1a09-8f7e-6d5c-4b3a-291807f6e5d4"
+SYSTEM_ASSIGNED_PRINCIPAL_ID = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_SP_ID = "9e1f6f0c-6a3e-4d7e-8c7b-2f0d8a1b2c3d"
 READ_WRITE_ROLE_ID = "5ac13192-7ace-4fcf-b828-1a26f28068ee"
@@ -66,6 +79,21 @@ DEMO_ADMIN_CLIENT_ID = "ad0a1b2c-3d4e-4f50-8a61-7b8c9d0e1f2a"
 DEMO_ADMIN_OBJECT_ID = "ad0b2c3d-4e5f-4061-9b72-8c9d0e1f2a3b"
 DEMO_ADMIN_ROLES = (GRANT_SCOPE, "Application.Read.All")
 SYNC_TYPES = ("fullSync", "deltaSync")
+# Many tenants: the app's home tenant, its user-assigned identity, the multi-tenant app that trusts it.
+HOME_TENANT_ID = "00000000-0000-0000-0000-00000000e1e1"
+USER_ASSIGNED_CLIENT_ID = "7d8e9f10-1112-4314-9516-171819202122"
+TENANT_APP_CLIENT_ID = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
+EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+CUSTOMER_TENANT_IDS = (
+    "c0000001-0000-4000-8000-000000000001",
+    "c0000002-0000-4000-8000-000000000002",
+    "c0000003-0000-4000-8000-000000000003",
+    "c0000004-0000-4000-8000-000000000004",
+    "c0000005-0000-4000-8000-000000000005",
+    "c0000006-0000-4000-8000-000000000006",
+)
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ENTRA_ROUTES = ("entra_token", "entra_discovery")
 
 
 def free_port() -> int:
@@ -331,6 +359,26 @@ class DeviceFleet:
 
 
 @dataclass
+class CustomerTenant:
+    """A customer's tenant: its own Intune objects, and what its administrator consented to for the app."""
+
+    tenant_id: str
+    connectors: dict[str, dict[str, Any]]
+    objects: dict[str, dict[str, dict[str, Any]]]
+    devices: DeviceFleet
+    roles: tuple[str, ...]
+    consented: bool = True
+
+
+def tenant_connectors(tenant_id: str, count: int = 1) -> list[dict[str, Any]]:
+    """Connectors whose ids show their tenant: the tenant's first 8 hex digits, then a number."""
+    return [
+        connector(f"{tenant_id[:8]}-0000-4000-8000-{index:012d}", server_name=f"EXCH{index:02d}")
+        for index in range(1, count + 1)
+    ]
+
+
+@dataclass
 class Fault:
     """One queued misbehaviour; ``times`` answers are spoilt, then the route behaves again."""
 
@@ -382,6 +430,8 @@ class IssuedToken:
     client_id: str | None
     expires_on: int
     scopes: tuple[str, ...] = ()
+    tenant: str | None = None  # a customer tenant's Graph token (from the Entra stand-in); None: the home tenant
+    claims: dict[str, Any] = field(default_factory=dict)
 
     @property
     def permissions(self) -> set[str]:
@@ -403,6 +453,7 @@ class Emulator:
         token_lifetime: int = 3600,
         latency: float = 0.0,
         port: int = 0,
+        entra: bool = False,
     ) -> None:
         self.connectors = {c["id"]: c for c in (sample_connectors() if connectors is None else connectors)}
         self.devices = devices or DeviceFleet()
@@ -430,6 +481,8 @@ class Emulator:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="emulator", daemon=True
         )
+        self.customers: dict[str, CustomerTenant] = {}
+        self.entra: _EntraServer | None = _EntraServer(self) if entra else None
 
     @property
     def url(self) -> str:
@@ -440,13 +493,52 @@ class Emulator:
     def identity_endpoint(self) -> str:
         return f"{self.url}{IDENTITY_PATH}"
 
+    @property
+    def authority(self) -> str:
+        """The Entra stand-in's authority (``AZURE_AUTHORITY_HOST``)."""
+        assert self.entra is not None, "Emulator(entra=True) serves Entra"
+        return f"https://127.0.0.1:{self.entra.server_address[1]}"
+
+    @property
+    def ca_bundle(self) -> str:
+        """The test CA's certificate, for ``REQUESTS_CA_BUNDLE``."""
+        assert self.entra is not None, "Emulator(entra=True) serves Entra"
+        return self.entra.ca_file
+
+    def add_tenant(
+        self,
+        tenant_id: str,
+        *,
+        connectors: list[dict[str, Any]] | None = None,
+        objects: dict[str, list[dict[str, Any]]] | None = None,
+        roles: tuple[str, ...] = (READ_WRITE_ROLE,),
+        consented: bool = True,
+        devices: DeviceFleet | None = None,
+    ) -> CustomerTenant:
+        """A customer tenant; ``consented`` False: the app has no service principal there (no admin consent)."""
+        found = {name: {o["id"]: o for o in items} for name, items in (objects or {}).items()}
+        customer = CustomerTenant(
+            tenant_id,
+            {c["id"]: c for c in (tenant_connectors(tenant_id) if connectors is None else connectors)},
+            {name: found.get(name, {}) for name in SERVED},
+            devices or DeviceFleet(),
+            roles,
+            consented,
+        )
+        self.customers[tenant_id] = customer
+        return customer
+
     def start(self) -> Emulator:
         self._thread.start()
+        if self.entra is not None:
+            self.entra.start()
         return self
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        if self.entra is not None:
+            self.entra.stop()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -487,7 +579,7 @@ class Emulator:
         }
 
     def graph_calls(self) -> list[Received]:
-        return [r for r in self.calls() if r.route not in ("identity", "stats")]
+        return [r for r in self.calls() if r.route not in ("identity", "stats", *ENTRA_ROUTES)]
 
     def _count_sync(self, connector_id: str, change: int) -> None:
         """How many syncs of one connector Graph is handling at once: what coalescing keeps at 1."""
@@ -514,7 +606,26 @@ class Emulator:
             "roles": list(roles),
             "xms_mirid": "/subscriptions/emulated/resourcegroups/rg/providers/Microsoft.Web/sites/intune-sync",
         }
+        if resource == EXCHANGE_AUDIENCE and self.entra is not None:
+            # A managed identity's token as Entra issues it for the exchange audience: v2 issuer, its own subject.
+            # A managed identity's token as Entra issues it for the exchange audience: v2 issuer, and the principal
+            # id as subject (the federated credential names the user-assigned identity's; the system one differs).
+            subject = IDENTITY_OBJECT_ID if client_id == USER_ASSIGNED_CLIENT_ID else SYSTEM_ASSIGNED_PRINCIPAL_ID
+            claims |= {"iss": f"{self.authority}/{HOME_TENANT_ID}/v2.0", "sub": subject}
         return self._issue(resource, claims, roles=roles, client_id=client_id)
+
+    def issue_tenant_token(self, customer: CustomerTenant) -> IssuedToken:
+        """A Graph token of a customer tenant for the multi-tenant app: the roles its administrator consented to."""
+        claims = {
+            "appid": TENANT_APP_CLIENT_ID,
+            "oid": f"{customer.tenant_id[:8]}-5e00-4000-8000-000000000001",
+            "roles": list(customer.roles),
+            "tid": customer.tenant_id,
+            "iss": f"https://sts.windows.net/{customer.tenant_id}/",
+        }
+        return self._issue(
+            self.url, claims, roles=customer.roles, client_id=TENANT_APP_CLIENT_ID, tenant=customer.tenant_id
+        )
 
     def issue_user_token(self, resource: str, scopes: tuple[str, ...]) -> IssuedToken:
         """A signed-in administrator's token (what ``az account get-access-token`` gives): delegated scopes."""
@@ -534,12 +645,13 @@ class Emulator:
         roles: tuple[str, ...] = (),
         scopes: tuple[str, ...] = (),
         client_id: str | None = None,
+        tenant: str | None = None,
     ) -> IssuedToken:
         now = int(time.time())
         claims = {
             "aud": resource,
-            "iss": "https://sts.windows.net/00000000-0000-0000-0000-00000000e1e1/",
-            "tid": "00000000-0000-0000-0000-00000000e1e1",
+            "iss": f"https://sts.windows.net/{HOME_TENANT_ID}/",
+            "tid": HOME_TENANT_ID,
             "iat": now,
             "exp": now + self.token_lifetime,
             **claims,
@@ -551,6 +663,8 @@ class Emulator:
             client_id=client_id,
             expires_on=now + self.token_lifetime,
             scopes=scopes,
+            tenant=tenant,
+            claims=claims,
         )
         with self._lock:
             self.tokens.append(token)
@@ -601,7 +715,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        route, connector_id = _route(self.command, parts.path)
+        route, connector_id = self._route(self.command, parts.path)
         emulator._record(
             Received(
                 route=route,
@@ -620,6 +734,10 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if route == "sync" and connector_id:
                 emulator._count_sync(connector_id, -1)
+
+    @staticmethod
+    def _route(method: str, path: str) -> tuple[str, str | None]:
+        return _route(method, path)
 
     def _answer(self, route: str, connector_id: str | None, path: str, query: str, body: bytes) -> None:
         emulator = self.server.emulator
@@ -769,6 +887,8 @@ class _Handler(BaseHTTPRequestHandler):
         if token.audience != emulator.url:
             self._graph_error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
             return False
+        # Whose data this call sees: the token's tenant's, and no other.
+        self._data: Emulator | CustomerTenant = emulator.customers[token.tenant] if token.tenant else emulator
         target, _, kind = route.partition(".")
         if kind:
             read, write = SERVED[target].roles
@@ -793,7 +913,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _list(self, _connector_id: str | None, query: dict[str, list[str]], _body: bytes) -> None:
         emulator = self.server.emulator
         start = int((query.get("$skiptoken") or ["0"])[0])
-        items = list(emulator.connectors.values())
+        items = list(self._data.connectors.values())
         page: dict[str, Any] = {
             "@odata.context": f"{emulator.url}/v1.0/$metadata#deviceManagement/exchangeConnectors",
             "value": items[start : start + emulator.page_size],
@@ -803,14 +923,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, page)
 
     def _get(self, connector_id: str | None, _query: dict[str, list[str]], _body: bytes) -> None:
-        found = self.server.emulator.connectors.get(connector_id or "")
+        found = self._data.connectors.get(connector_id or "")
         if found is None:
             self._graph_error(404, "ResourceNotFound", f"No Exchange connector with id {connector_id}.")
         else:
             self._send_json(200, found)
 
     def _sync(self, connector_id: str | None, _query: dict[str, list[str]], body: bytes) -> None:
-        found = self.server.emulator.connectors.get(connector_id or "")
+        found = self._data.connectors.get(connector_id or "")
         try:
             payload = json.loads(body)
         except ValueError:
@@ -833,7 +953,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._device_route(kind, object_id, query)
             return
         served = SERVED[name]
-        objects = emulator.objects[name]
+        objects = self._data.objects[name]
         if kind == "list":
             start = int((query.get("$skiptoken") or ["0"])[0])
             items = list(objects.values())
@@ -859,7 +979,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(204, b"")
 
     def _device_route(self, kind: str, device_id: str | None, query: dict[str, list[str]]) -> None:
-        fleet = self.server.emulator.devices
+        fleet = self._data.devices
         if kind == "list":
             self._device_page(fleet, query)
             return
@@ -979,6 +1099,157 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+class _EntraServer(_Server):
+    """Entra's v2 endpoints over HTTPS, with a certificate from a test CA generated for this run."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        super().__init__(("127.0.0.1", 0), _EntraHandler)
+        self.emulator = emulator
+        ca = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        # The handshake happens in the request's own thread (_EntraHandler.setup), never in the accepting one.
+        self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as ca_file:
+            ca_file.write(ca.cert_pem.bytes())
+        self.ca_file = ca_file.name
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.02}, name="emulator-entra", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.ca_file)
+
+
+class _EntraHandler(_Handler):
+    """``/{tenant}/v2.0/.well-known/openid-configuration`` and ``/{tenant}/oauth2/v2.0/token``."""
+
+    def setup(self) -> None:
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.do_handshake()
+
+    @staticmethod
+    def _route(method: str, path: str) -> tuple[str, str | None]:
+        for verb, pattern, name in ENTRA_PATHS:
+            found = pattern.fullmatch(path)
+            if verb == method and found:
+                return name, found.group(1)
+        return "unknown", None
+
+    def _answer(self, route: str, tenant: str | None, path: str, query: str, body: bytes) -> None:
+        spoilt = self.server.emulator._next_fault(route)
+        if spoilt is not None and self._apply(spoilt):
+            return
+        if route == "entra_discovery":
+            self._discovery(tenant or "")
+        elif route == "entra_token":
+            self._token(tenant or "", {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()})
+        else:
+            self._entra_error(404, "invalid_request", 90002, "The requested endpoint does not exist.")
+
+    def _discovery(self, tenant: str) -> None:
+        emulator = self.server.emulator
+        if tenant not in emulator.customers and tenant != HOME_TENANT_ID:
+            self._entra_error(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found.")
+            return
+        issuer = f"{emulator.authority}/{tenant}/v2.0"
+        self._send_json(
+            200,
+            {
+                "issuer": issuer,
+                "token_endpoint": f"{emulator.authority}/{tenant}/oauth2/v2.0/token",
+                "authorization_endpoint": f"{emulator.authority}/{tenant}/oauth2/v2.0/authorize",
+                "tenant_region_scope": "EU",
+            },
+        )
+
+    def _token(self, tenant: str, form: dict[str, str]) -> None:
+        """The client-credentials grant with a federated assertion, checked as Entra checks it."""
+        emulator = self.server.emulator
+        customer = emulator.customers.get(tenant)
+        assertion = emulator.find_token(form.get("client_assertion", ""))
+        claims = assertion.claims if assertion is not None else {}
+        expected_issuer = f"{emulator.authority}/{HOME_TENANT_ID}/v2.0"
+        if form.get("grant_type") != "client_credentials" or form.get("client_assertion_type") != JWT_BEARER:
+            self._entra_error(400, "invalid_request", 900144, "The request body must contain client_assertion_type.")
+        elif customer is None:
+            self._entra_error(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found.")
+        elif form.get("client_id") != TENANT_APP_CLIENT_ID:
+            self._entra_error(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{form.get('client_id')}' was not found in the directory '{tenant}'.",
+            )
+        elif assertion is None or assertion.expires_on < time.time():
+            self._entra_error(401, "invalid_client", 700027, "Client assertion failed signature validation.")
+        elif claims.get("aud") != EXCHANGE_AUDIENCE:
+            self._entra_error(
+                401,
+                "invalid_client",
+                700212,
+                "No matching federated identity record found for presented assertion audience.",
+            )
+        elif claims.get("iss") != expected_issuer or claims.get("sub") != IDENTITY_OBJECT_ID:
+            self._entra_error(
+                401,
+                "invalid_client",
+                70021,
+                f"No matching federated identity record found for presented assertion. Assertion Issuer: "
+                f"'{claims.get('iss')}'. Assertion Subject: '{claims.get('sub')}'.",
+            )
+        elif not customer.consented:
+            self._entra_error(
+                401,
+                "invalid_client",
+                7000229,
+                f"The client application {TENANT_APP_CLIENT_ID} is missing service principal in the tenant {tenant}.",
+            )
+        elif form.get("scope") != f"{emulator.url}/.default":
+            self._entra_error(
+                400, "invalid_scope", 1002012, f"The provided value for scope {form.get('scope')} is not valid."
+            )
+        else:
+            token = emulator.issue_tenant_token(customer)
+            self._send_json(
+                200,
+                {
+                    "token_type": "Bearer",
+                    "expires_in": emulator.token_lifetime,
+                    "ext_expires_in": emulator.token_lifetime,
+                    "access_token": token.value,
+                },
+            )
+
+    def _entra_error(self, status: int, error: str, code: int, description: str) -> None:
+        """Entra's OAuth error body: ``error``, ``error_description`` that starts with the AADSTS code."""
+        trace = str(uuid.uuid4())
+        self._send_json(
+            status,
+            {
+                "error": error,
+                "error_description": f"AADSTS{code}: {description} Trace ID: {trace}",
+                "error_codes": [code],
+                "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ"),
+                "trace_id": trace,
+                "correlation_id": str(uuid.uuid4()),
+            },
+        )
+
+
+ENTRA_PATHS = [
+    ("GET", re.compile(r"/([^/]+)/v2\.0/\.well-known/openid-configuration"), "entra_discovery"),
+    ("POST", re.compile(r"/([^/]+)/oauth2/v2\.0/token"), "entra_token"),
+]
 
 
 ROUTES = [
@@ -1102,13 +1373,28 @@ def _b64(value: dict[str, Any]) -> str:
 
 
 def emulator_settings(emulator: Emulator) -> dict[str, str]:
-    """The app settings that point the app at ``emulator``, as Azure would set them, plus a schedule."""
-    return {
+    """The app settings that point the app at ``emulator``, as Azure would set them, plus a schedule; with its
+    customer tenants, the many-tenants settings and the test CA too."""
+    settings = {
         "GRAPH_ENDPOINT": emulator.url,
         "IDENTITY_ENDPOINT": emulator.identity_endpoint,
         "IDENTITY_HEADER": emulator.identity_header,
         "SYNC_SCHEDULE": "0 */15 * * * *",
         "NO_PROXY": "127.0.0.1,localhost",
+    }
+    if emulator.customers:
+        settings |= tenant_settings(emulator)
+    return settings
+
+
+def tenant_settings(emulator: Emulator) -> dict[str, str]:
+    """Many tenants: every customer tenant, through the multi-tenant app and the user-assigned identity."""
+    return {
+        "TENANT_IDS": ",".join(emulator.customers),
+        "TENANT_APP_CLIENT_ID": TENANT_APP_CLIENT_ID,
+        "AZURE_CLIENT_ID": USER_ASSIGNED_CLIENT_ID,
+        "AZURE_AUTHORITY_HOST": emulator.authority,
+        "REQUESTS_CA_BUNDLE": emulator.ca_bundle,
     }
 
 
@@ -1127,8 +1413,18 @@ def read_exports(lines: Iterable[str]) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the Graph and managed-identity emulator on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        default=0,
+        choices=range(len(CUSTOMER_TENANT_IDS) + 1),
+        help="customer tenants, served through the Entra stand-in",
+    )
     args = parser.parse_args()
-    with Emulator(port=args.port) as emulator:
+    emulator = Emulator(port=args.port, entra=args.tenants > 0)
+    for tenant_id in CUSTOMER_TENANT_IDS[: args.tenants]:
+        emulator.add_tenant(tenant_id, objects=sample_objects())
+    with emulator:
         print("# Emulator for Microsoft Graph and the managed-identity endpoint. Paste these lines into a shell:")
         for name, value in emulator_settings(emulator).items():
             print(f"export {name}={shlex.quote(value)}")

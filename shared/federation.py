@@ -1,0 +1,119 @@
+"""Acting in customer tenants with no secret: the managed identity's token is the client assertion of a
+multi-tenant app registration whose federated identity credential trusts that identity.
+
+Entra exchanges the assertion at ``{authority}/{tenant}/oauth2/v2.0/token`` for a Graph token of that tenant
+(azure-identity's ``ClientAssertionCredential``). The assertion is one per process, shared by every tenant.
+https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from azure.core.credentials import AccessTokenInfo
+from azure.identity import ClientAssertionCredential
+
+from shared.errors import IdentityUnavailable, TenantNotConsented
+from shared.redaction import redact, remember
+from shared.transport import DeadlineExceeded, DeadlineTransport, current_exchange
+
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+# The audience of the managed identity's token that Entra accepts as an assertion, by cloud.
+EXCHANGE_AUDIENCES = {
+    "login.microsoftonline.us": "api://AzureADTokenExchangeUSGov",
+    "login.chinacloudapi.cn": "api://AzureADTokenExchangeChina",
+    "login.partner.microsoftonline.cn": "api://AzureADTokenExchangeChina",
+}
+DEFAULT_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+# azure-identity's text for an Entra refusal: "Microsoft Entra ID error '(invalid_client) AADSTS7000229: ...'".
+_ENTRA_ERROR = re.compile(r"\((?P<error>\w+)\) (?P<code>AADSTS\d+)(?P<message>[^\r\n]*)")
+# Entra's codes for "this app has no service principal in the tenant": nobody there consented yet.
+NOT_CONSENTED = frozenset({"AADSTS7000229", "AADSTS700016"})
+# An assertion with less left than this is fetched anew (a managed identity token lives about 24 hours).
+ASSERTION_RENEW_MARGIN = 300
+
+
+def exchange_audience(authority: str) -> str:
+    """The token-exchange audience of the authority's cloud; asking for it would only invite a mismatch."""
+    return EXCHANGE_AUDIENCES.get(urlsplit(authority).hostname or "", DEFAULT_EXCHANGE_AUDIENCE)
+
+
+def consent_url(authority: str, tenant: str, app_client_id: str) -> str:
+    """What a customer tenant's administrator opens to consent to the app (and so create its service principal)."""
+    return f"{authority}/{tenant}/adminconsent?client_id={app_client_id}"
+
+
+class Assertion:
+    """The managed identity's token for the exchange audience, held for every tenant's credential.
+
+    ``ClientAssertionCredential`` calls this whenever it needs a new Graph token; tenants run on several threads,
+    so one lock makes sure only one of them asks the identity endpoint when the held token is due.
+    """
+
+    def __init__(self, fetch: Callable[[], AccessTokenInfo]) -> None:
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._held: AccessTokenInfo | None = None
+
+    def __call__(self) -> str:
+        exchange = current_exchange()
+        wait = exchange.deadline.remaining() if exchange is not None else -1
+        if not self._lock.acquire(timeout=wait):
+            raise DeadlineExceeded("the run's time budget ran out waiting for the managed identity's assertion")
+        try:
+            held = self._held
+            if held is None or time.time() >= min(
+                held.refresh_on or held.expires_on, held.expires_on - ASSERTION_RENEW_MARGIN
+            ):
+                held = self._held = self._fetch()
+                remember(held.token)
+            return held.token
+        finally:
+            self._lock.release()
+
+
+def tenant_credential(
+    tenant: str,
+    app_client_id: str,
+    assertion: Callable[[], str],
+    *,
+    authority: str,
+    transport: DeadlineTransport,
+) -> ClientAssertionCredential:
+    """The tenant's Graph credential: posts the assertion to the tenant's token endpoint (no instance discovery),
+    over the app's own session, so the time budget and the CA bundle hold for Entra as for Graph."""
+    return ClientAssertionCredential(
+        tenant,
+        app_client_id,
+        assertion,
+        authority=authority,
+        transport=transport,
+        retry_total=2,
+        retry_backoff_factor=0.2,
+    )
+
+
+def entra_refusal(exc: Exception, *, tenant: str, app_client_id: str, authority: str) -> IdentityUnavailable | None:
+    """Entra's refusal of the token exchange in our words; None when ``exc`` is no Entra answer."""
+    said = _ENTRA_ERROR.search(str(exc))
+    if said is None:
+        return None
+    code, error = said["code"], said["error"]
+    message = redact(said["message"].lstrip(": ")[:300])
+    url = consent_url(authority, tenant, app_client_id)
+    if code in NOT_CONSENTED:
+        return TenantNotConsented(
+            f"tenant {tenant} has not consented to the app {app_client_id} (Entra: {error} {code}): an "
+            f"administrator of that tenant must open {url} and accept",
+            tenant=tenant,
+            consent_url=url,
+        )
+    return IdentityUnavailable(
+        f"Entra refused the token exchange for tenant {tenant} ({error} {code}: {message}). Check that the app "
+        f"{app_client_id} (TENANT_APP_CLIENT_ID) has a federated identity credential for the managed identity "
+        f"AZURE_CLIENT_ID (README, 'Many tenants'), and that the tenant consented: {url}"
+    )
