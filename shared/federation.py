@@ -15,6 +15,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessTokenInfo
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.identity import ClientAssertionCredential
 
 from shared.errors import IdentityUnavailable, TenantNotConsented
@@ -33,6 +34,8 @@ DEFAULT_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 _ENTRA_ERROR = re.compile(r"\((?P<error>\w+)\) (?P<code>AADSTS\d+)(?P<message>[^\r\n]*)")
 # Entra's codes for "this app has no service principal in the tenant": nobody there consented yet.
 NOT_CONSENTED = frozenset({"AADSTS7000229", "AADSTS700016"})
+# OAuth's errors for Entra's own trouble, not the request's.
+TRANSIENT = frozenset({"server_error", "temporarily_unavailable"})
 # An assertion with less left than this is fetched anew (a managed identity token lives about 24 hours).
 ASSERTION_RENEW_MARGIN = 300
 
@@ -97,13 +100,24 @@ def tenant_credential(
     )
 
 
-def entra_refusal(exc: Exception, *, tenant: str, app_client_id: str, authority: str) -> IdentityUnavailable | None:
-    """Entra's refusal of the token exchange in our words; None when ``exc`` is no Entra answer."""
+def entra_failure(exc: Exception, *, tenant: str, app_client_id: str, authority: str) -> IdentityUnavailable:
+    """The token exchange's failure in our words: Entra's refusal by its code, or why Entra gave no token."""
     said = _ENTRA_ERROR.search(str(exc))
     if said is None:
-        return None
+        if isinstance(exc, ServiceRequestError | ServiceResponseError):
+            why = (
+                f"Entra ({authority}) could not be reached: the connection failed, timed out or broke off, or its "
+                "certificate is not trusted (REQUESTS_CA_BUNDLE). Check AZURE_AUTHORITY_HOST and the app's outbound "
+                "network"
+            )
+        else:
+            text = str(exc).strip()
+            why = (
+                f"Entra's answer was not a token ({redact(text.splitlines()[0][:200]) if text else type(exc).__name__})"
+            )
+        return IdentityUnavailable(f"No Graph token for tenant {tenant}: {why}")
     code, error = said["code"], said["error"]
-    message = redact(said["message"].lstrip(": ")[:300])
+    message = redact(said["message"].lstrip(": ").rstrip("'")[:300])
     url = consent_url(authority, tenant, app_client_id)
     if code in NOT_CONSENTED:
         return TenantNotConsented(
@@ -111,6 +125,10 @@ def entra_refusal(exc: Exception, *, tenant: str, app_client_id: str, authority:
             f"administrator of that tenant must open {url} and accept",
             tenant=tenant,
             consent_url=url,
+        )
+    if error in TRANSIENT:
+        return IdentityUnavailable(
+            f"Entra could not issue a token for tenant {tenant} now ({error} {code}: {message}); the next run tries again"
         )
     return IdentityUnavailable(
         f"Entra refused the token exchange for tenant {tenant} ({error} {code}: {message}). Check that the app "

@@ -34,7 +34,7 @@ from shared.errors import (
     IdentityUnavailable,
     TimeBudgetExhausted,
 )
-from shared.federation import Assertion, entra_refusal, exchange_audience, tenant_credential
+from shared.federation import Assertion, entra_failure, exchange_audience, tenant_credential
 from shared.redaction import redact, remember
 from shared.transport import (
     AnswerTooLarge,
@@ -364,9 +364,13 @@ class GraphClient:
                         f"{source}: no answer within the run's time budget of {deadline.seconds:g} s "
                         f"(GRAPH_TIME_BUDGET_SECONDS). {_identity_fix(self.settings)}"
                     ) from None
-                refused = self._entra_refusal(exc)
-                if refused is not None:
-                    raise refused from None
+                if self.tenant is not None:
+                    raise entra_failure(
+                        exc,
+                        tenant=self.tenant,
+                        app_client_id=self.settings.app_client_id or "",
+                        authority=self.settings.authority or "",
+                    ) from None
                 raise IdentityUnavailable(
                     f"{source}: {_identity_failure(exc)}. {_identity_fix(self.settings)}"
                 ) from None
@@ -377,13 +381,6 @@ class GraphClient:
                 f"Authorization header. {_identity_fix(self.settings)}"
             )
         return info
-
-    def _entra_refusal(self, exc: Exception) -> IdentityUnavailable | None:
-        if self.tenant is None or self.settings.app_client_id is None:
-            return None
-        return entra_refusal(
-            exc, tenant=self.tenant, app_client_id=self.settings.app_client_id, authority=self.settings.authority or ""
-        )
 
 
 def _budget_exhausted(deadline: Deadline, client_request_id: str) -> TimeBudgetExhausted:

@@ -1,0 +1,436 @@
+"""Many tenants from one deployment: the user-assigned identity's token is the client assertion of a multi-tenant
+app, exchanged at the Entra stand-in (HTTPS, a test CA) for each tenant's own Graph token."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from shared.cli import main as cli_main
+from shared.errors import SyncFailed
+from tests.conftest import APP_SETTINGS, call_webhook, fire_timer
+from tests.emulator import (
+    CUSTOMER_TENANT_IDS,
+    EXCHANGE_AUDIENCE,
+    READ_WRITE_ROLE,
+    TENANT_APP_CLIENT_ID,
+    USER_ASSIGNED_CLIENT_ID,
+    Emulator,
+    Received,
+    emulator_settings,
+    vpp_token,
+)
+
+T1, T2, T3, T4, T5, T6 = CUSTOMER_TENANT_IDS
+OUTSIDER = "d0000009-0000-4000-8000-000000000009"
+
+
+@pytest.fixture
+def entra() -> Iterator[Emulator]:
+    with Emulator(entra=True) as running:
+        running.add_tenant(T1)
+        running.add_tenant(T2)
+        yield running
+
+
+def use(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, **extra: str) -> Emulator:
+    """The app's environment in Azure, pointed at the emulator and its customer tenants."""
+    for name in (*APP_SETTINGS, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {
+        **emulator_settings(emulator),
+        "GRAPH_RETRY_BACKOFF_SECONDS": "0.01",
+        "GRAPH_TIMEOUT_SECONDS": "2",
+        "EXPIRY_WARNING_DAYS": "0",
+        **extra,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return emulator
+
+
+@pytest.fixture
+def tenants(entra: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    return use(entra, monkeypatch)
+
+
+def tenant_of(call: Received, emulator: Emulator) -> str | None:
+    """The tenant of the Graph token a call carried."""
+    token = emulator.find_token((call.header("Authorization") or "").removeprefix("Bearer "))
+    assert token is not None
+    return token.tenant
+
+
+def token_requests(emulator: Emulator) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for call in emulator.calls("entra_token"):
+        tenant = call.path.split("/")[1]
+        counts[tenant] = counts.get(tenant, 0) + 1
+    return counts
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return cli_main(list(argv), out=out), out.getvalue()
+
+
+def test_each_tenant_is_synced_with_its_own_token(tenants: Emulator) -> None:
+    answer = call_webhook()
+
+    assert answer.status == 202, answer.text
+    syncs = tenants.calls("sync")
+    assert sorted(c.path.split("/")[4][:8] for c in syncs) == sorted([T1[:8], T2[:8]])
+    for call in syncs:
+        assert call.path.split("/")[4][:8] == tenant_of(call, tenants)[:8]  # type: ignore[index]
+    assert {(r["tenant"], r["outcome"]) for r in answer.json["results"]} == {(T1, "accepted"), (T2, "accepted")}
+    assert answer.json["tenants"] == [T1, T2]
+
+
+def test_the_identity_is_asked_only_for_the_exchange_audience(tenants: Emulator) -> None:
+    call_webhook()
+
+    [identity] = tenants.calls("identity")
+    assert identity.query["resource"] == [EXCHANGE_AUDIENCE]
+    assert identity.query["client_id"] == [USER_ASSIGNED_CLIENT_ID]
+
+
+def test_entra_receives_the_identity_token_as_the_client_assertion(tenants: Emulator) -> None:
+    call_webhook()
+
+    [assertion] = [t for t in tenants.tokens if t.audience == EXCHANGE_AUDIENCE]
+    for call in tenants.calls("entra_token"):
+        form = {k: v[0] for k, v in json_form(call).items()}
+        assert form["grant_type"] == "client_credentials"
+        assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        assert form["client_assertion"] == assertion.value
+        assert form["client_id"] == TENANT_APP_CLIENT_ID
+        assert form["scope"] == f"{tenants.url}/.default"
+
+
+def json_form(call: Received) -> dict[str, list[str]]:
+    from urllib.parse import parse_qs  # noqa: PLC0415
+
+    return parse_qs(call.body.decode())
+
+
+def test_tokens_are_kept_across_invocations(tenants: Emulator) -> None:
+    for _ in range(5):
+        assert call_webhook().status == 202
+
+    assert token_requests(tenants) == {T1: 1, T2: 1}
+    assert len(tenants.calls("identity")) == 1
+
+
+def test_an_unconsented_tenant_fails_alone_with_its_consent_url(
+    entra: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entra.add_tenant(T3, consented=False)
+    use(entra, monkeypatch)
+
+    answer = call_webhook()
+
+    assert answer.status == 502
+    consent = f"{entra.authority}/{T3}/adminconsent?client_id={TENANT_APP_CLIENT_ID}"
+    assert answer.json["error"]["code"] == "tenantNotConsented"
+    assert answer.json["error"]["consentUrl"] == consent
+    assert answer.json["error"]["tenant"] == T3
+    assert consent in answer.json["error"]["remedy"]
+    outcomes = {(r["tenant"], r["outcome"]) for r in answer.json["results"]}
+    assert outcomes == {(T1, "accepted"), (T2, "accepted"), (T3, "failed")}
+    assert token_requests(entra)[T3] == 1  # not retried
+
+
+def test_an_app_unknown_in_the_tenant_is_reported_as_not_consented(tenants: Emulator) -> None:
+    refusal = {
+        "error": "unauthorized_client",
+        "error_description": f"AADSTS700016: Application with identifier '{TENANT_APP_CLIENT_ID}' was not found "
+        f"in the directory '{T1}'.",
+        "error_codes": [700016],
+    }
+    tenants.fault("entra_token", status=400, body=json.dumps(refusal).encode())
+
+    answer = call_webhook(params={"tenant": T1})
+
+    assert answer.status == 502
+    assert answer.json["error"]["code"] == "tenantNotConsented"
+    assert answer.json["error"]["consentUrl"].endswith(f"/{T1}/adminconsent?client_id={TENANT_APP_CLIENT_ID}")
+
+
+def test_a_tenant_that_granted_no_roles_gets_the_permission_remedy(
+    entra: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entra.add_tenant(T3, roles=())
+    use(entra, monkeypatch)
+
+    answer = call_webhook(params={"tenant": T3})
+
+    assert answer.status == 502
+    assert answer.json["error"]["code"] == "graphForbidden"
+    assert "DeviceManagementServiceConfig.ReadWrite.All" in answer.json["error"]["remedy"]
+
+
+@pytest.mark.parametrize(
+    ("params", "body"), [({"tenant": T2}, None), ({}, {"tenants": [T2]}), ({"tenant": T2.upper()}, None)]
+)
+def test_the_webhook_runs_only_the_tenants_asked(
+    tenants: Emulator, params: dict[str, str], body: dict[str, object] | None
+) -> None:
+    answer = call_webhook(params=params, body=body)
+
+    assert answer.status == 202, answer.text
+    assert {r["tenant"] for r in answer.json["results"]} == {T2}
+    assert token_requests(tenants) == {T2: 1}  # no token for the other tenant
+
+
+def test_a_tenant_not_in_tenant_ids_is_404_and_nothing_is_sent(tenants: Emulator) -> None:
+    answer = call_webhook(params={"tenant": OUTSIDER})
+
+    assert answer.status == 404
+    assert answer.json["error"]["code"] == "unknownTenant"
+    assert answer.json["error"]["setting"] == "TENANT_IDS"
+    assert tenants.calls() == []
+
+
+@pytest.mark.parametrize(
+    ("params", "body", "field"),
+    [
+        ({"tenant": "not-a-guid"}, None, "tenant"),
+        ({}, {"tenants": ["not-a-guid"]}, "tenants[0]"),
+        ({}, {"tenants": [T1, 7]}, "tenants[1]"),
+        ({}, {"tenants": T1}, "tenants"),
+        ({}, {"tenants": []}, "tenants"),
+        ({"tenant": T1}, {"tenants": [T2]}, "tenants"),
+    ],
+)
+def test_a_malformed_tenant_is_400_naming_the_field(
+    tenants: Emulator, params: dict[str, str], body: dict[str, object] | None, field: str
+) -> None:
+    answer = call_webhook(params=params, body=body)
+
+    assert answer.status == 400
+    assert answer.json["error"]["field"] == field
+    assert tenants.calls() == []
+
+
+def test_ids_need_one_tenant(tenants: Emulator) -> None:
+    answer = call_webhook(body={"connectorIds": ["6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"]})
+
+    assert answer.status == 400
+    assert answer.json["error"]["field"] == "tenant"
+
+
+def test_a_tenant_asked_of_a_single_tenant_deployment_is_400(app_env: Emulator) -> None:
+    answer = call_webhook(params={"tenant": T1})
+
+    assert answer.status == 400
+    assert answer.json["error"]["field"] == "tenant"
+    assert "TENANT_IDS" in answer.json["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("change", "setting"),
+    [
+        ({"TENANT_APP_CLIENT_ID": ""}, "TENANT_APP_CLIENT_ID"),
+        ({"TENANT_APP_CLIENT_ID": "my-app"}, "TENANT_APP_CLIENT_ID"),
+        ({"TENANT_IDS": f"{T1},contoso.onmicrosoft.com"}, "TENANT_IDS"),
+        ({"AZURE_CLIENT_ID": ""}, "AZURE_CLIENT_ID"),
+        ({"EXCHANGE_CONNECTOR_IDS": "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"}, "EXCHANGE_CONNECTOR_IDS"),
+        ({"AZURE_AUTHORITY_HOST": "http://login.microsoftonline.com"}, "AZURE_AUTHORITY_HOST"),
+        ({"AZURE_AUTHORITY_HOST": "https://127.0.0.1"}, "AZURE_AUTHORITY_HOST"),
+        ({"TENANT_CONCURRENCY": "0"}, "TENANT_CONCURRENCY"),
+    ],
+)
+def test_configuration_errors_name_the_setting_and_send_nothing(
+    entra: Emulator, monkeypatch: pytest.MonkeyPatch, change: dict[str, str], setting: str
+) -> None:
+    use(entra, monkeypatch, **change)
+
+    answer = call_webhook()
+
+    assert answer.status == 503
+    assert answer.json["error"]["code"] == "configurationError"
+    assert answer.json["error"]["setting"] == setting
+    with pytest.raises(Exception, match=setting):
+        fire_timer()
+    assert entra.calls() == []
+
+
+def test_without_tenant_ids_the_tenant_settings_are_not_read(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANT_APP_CLIENT_ID", "not-a-guid")
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "http://nowhere")
+    monkeypatch.setenv("TENANT_CONCURRENCY", "zero")
+
+    answer = call_webhook()
+
+    assert answer.status == 202
+    assert "tenant" not in answer.json["results"][0]
+    assert app_env.calls("identity")[0].query["resource"] == [app_env.url]
+
+
+def test_tenants_run_concurrently(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six tenants whose Graph answers take half a second each: every tenant's listing is asked for before the
+    first of them is answered."""
+    with Emulator(entra=True, latency=0.5) as emulator:
+        for tenant in CUSTOMER_TENANT_IDS:
+            emulator.add_tenant(tenant)
+        use(emulator, monkeypatch, TENANT_CONCURRENCY="6")
+
+        answer = call_webhook()
+
+        assert answer.status == 202, answer.text
+        lists = emulator.calls("list")
+        assert len(lists) == 6
+        assert max(c.at for c in lists) - min(c.at for c in lists) < emulator.latency
+
+
+def test_concurrency_is_bounded_by_tenant_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
+    with Emulator(entra=True, latency=0.3) as emulator:
+        for tenant in CUSTOMER_TENANT_IDS[:4]:
+            emulator.add_tenant(tenant)
+        use(emulator, monkeypatch, TENANT_CONCURRENCY="2")
+
+        assert call_webhook().status == 202
+
+        starts = sorted(c.at for c in emulator.calls("list"))
+        assert starts[2] - starts[0] >= emulator.latency  # the third tenant waited for a free worker
+
+
+def test_get_reports_each_tenant(tenants: Emulator) -> None:
+    answer = call_webhook("GET")
+
+    assert answer.status == 200, answer.text
+    assert set(answer.json["tenants"]) == {T1, T2}
+    listed = answer.json["tenants"][T2]["targets"]["exchangeConnectors"]["objects"]
+    assert [c["id"][:8] for c in listed] == [T2[:8]]
+    assert "connectors" not in answer.json
+
+    only = call_webhook("GET", params={"tenant": T1})
+    assert set(only.json["tenants"]) == {T1}
+
+
+def test_the_timer_names_the_failing_tenant(entra: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    entra.add_tenant(T3, consented=False)
+    use(entra, monkeypatch)
+
+    with pytest.raises(SyncFailed) as failed:
+        fire_timer()
+
+    message = str(failed.value)
+    assert T3 in message
+    assert f"{entra.authority}/{T3}/adminconsent?client_id={TENANT_APP_CLIENT_ID}" in message
+    assert len(entra.calls("sync")) == 2  # the consented tenants were synced
+
+
+def test_expiry_findings_name_their_tenant(
+    entra: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    expiring = vpp_token("7b1d9c2e-0f3a-4b5c-8d6e-1a2b3c4d5e09", expires_in_days=5)
+    entra.add_tenant(
+        T3,
+        objects={"vppTokens": [expiring]},
+        roles=(READ_WRITE_ROLE, "DeviceManagementServiceConfig.Read.All", "DeviceManagementApps.ReadWrite.All"),
+    )
+    use(entra, monkeypatch, EXPIRY_WARNING_DAYS="30", SYNC_TARGETS="exchangeConnectors")
+    caplog.set_level(logging.INFO)
+
+    fire_timer()
+
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("expiry-warning")]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"expiry-warning tenant={T3} target=vppTokens")
+
+
+def test_no_token_or_assertion_reaches_a_log(tenants: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in ("azure", "azure.identity", "msal", "urllib3"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        tenants.fault("entra_token", status=400, body=b'{"error": "invalid_request", "error_description": "x"}')
+        call_webhook()
+        call_webhook()
+    finally:
+        logging.getLogger("azure.identity").setLevel(logging.ERROR)
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert tenants.tokens
+    for token in tenants.tokens:
+        assert token.value not in logged
+        assert token.value.split(".")[2] not in logged
+
+
+def test_entra_that_trickles_is_cut_off_at_the_budget(tenants: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPH_TIME_BUDGET_SECONDS", "5")
+    monkeypatch.setenv("GRAPH_TIMEOUT_SECONDS", "20")
+    tenants.fault("entra_token", trickle=1.0, trickle_headers=True, body=b"{}", times=2)
+
+    started = time.monotonic()
+    answer = call_webhook()
+
+    assert time.monotonic() - started < 5 + 2
+    assert answer.status == 503
+    assert {r["errorCode"] for r in answer.json["results"]} == {"identityUnavailable"}
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html>Service unavailable</html>", b'{"access_token": 7}', b'{"token_type": "Bearer"}'], ids=str
+)
+def test_entra_answering_garbage_is_that_tenants_failure(tenants: Emulator, body: bytes) -> None:
+    tenants.fault("entra_token", status=200, body=body)
+
+    answer = call_webhook()
+
+    assert answer.status == 503
+    failed = [r for r in answer.json["results"] if r["outcome"] == "failed"]
+    assert [r["errorCode"] for r in failed] == ["identityUnavailable"]
+    assert {r["tenant"] for r in answer.json["results"] if r["outcome"] == "accepted"} == {T1, T2} - {
+        failed[0]["tenant"]
+    }
+
+
+def test_entra_is_trusted_only_through_the_ca_bundle(tenants: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+
+    refused = call_webhook(params={"tenant": T1})
+    assert refused.status == 503
+    assert "certificate is not trusted (REQUESTS_CA_BUNDLE)" in refused.json["results"][0]["message"]
+
+    monkeypatch.setenv("SSL_CERT_FILE", tenants.ca_bundle)
+    from shared.graph import _clients  # noqa: PLC0415 - a new process's clients, as after an app restart
+
+    _clients.clear()
+    assert call_webhook(params={"tenant": T1}).status == 202
+
+
+def test_doctor_checks_each_tenant_and_prints_the_consent_url(entra: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    entra.add_tenant(T3, consented=False)
+    use(entra, monkeypatch, SYNC_TARGETS="exchangeConnectors")
+
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert f"ok    tenant {T1} credential" in out
+    assert f"ok    tenant {T2} permission" in out
+    assert f"FAIL  tenant {T3} credential" in out
+    assert f"{entra.authority}/{T3}/adminconsent?client_id={TENANT_APP_CLIENT_ID}" in out
+
+    healthy, out = cli("doctor", "--tenant", T1, "--tenant", T2)
+    assert healthy == 0, out
+
+
+def test_status_and_sync_take_tenant(tenants: Emulator) -> None:
+    code, out = cli("sync", "--tenant", T2)
+    assert code == 0, out
+    assert {tenant_of(c, tenants) for c in tenants.calls("sync")} == {T2}
+    assert T2 in out
+
+    code, out = cli("status", "--json", "--tenant", T1)
+    assert code == 0
+    assert set(json.loads(out)["tenants"]) == {T1}
+
+    assert cli("status", "--tenant", OUTSIDER)[0] == 2
+    assert cli("sync", "--tenant", "contoso")[0] == 2
