@@ -128,7 +128,8 @@ def entra_failure(exc: Exception, *, tenant: str, app_client_id: str, authority:
         )
     if error in TRANSIENT:
         return IdentityUnavailable(
-            f"Entra could not issue a token for tenant {tenant} now ({error} {code}: {message}); the next run tries again"
+            f"Entra could not issue a token for tenant {tenant} now ({error} {code}: {message}); the next run "
+            "tries again"
         )
     return IdentityUnavailable(
         f"Entra refused the token exchange for tenant {tenant} ({error} {code}: {message}). Check that the app "
