@@ -15,8 +15,16 @@ param name string
 @description('Azure region for every resource.')
 param location string = resourceGroup().location
 
-@description('Use a user-assigned managed identity (wired to AZURE_CLIENT_ID) instead of the system-assigned one.')
+@description('Use a user-assigned managed identity (wired to AZURE_CLIENT_ID) instead of the system-assigned one. Always on with tenantIds.')
 param useUserAssignedIdentity bool = false
+
+@description('Many tenants (README, \'Many tenants\'): the customer tenant ids (GUIDs) to act in. Non-empty creates a multi-tenant app registration whose federated identity credential trusts the user-assigned identity, and sets TENANT_IDS; each tenant\'s administrator then consents once (output consentUrls).')
+param tenantIds array = []
+
+@description('With tenantIds: how many tenants run at once (TENANT_CONCURRENCY).')
+@minValue(1)
+@maxValue(64)
+param tenantConcurrency int = 8
 
 @description('Grant the Graph app role in this deployment. Needs a deployer who may assign application permissions (Privileged Role Administrator); without that, set false and run `python -m shared grant` later.')
 param grantGraphPermission bool = true
@@ -73,13 +81,18 @@ param tags object = {}
 
 var suffix = take(uniqueString(subscription().id, resourceGroup().id, name), 8)
 var deploymentContainer = 'app-package-${suffix}'
-var identityClientId = useUserAssignedIdentity ? userIdentity.properties.clientId : ''
-var identityPrincipalId = useUserAssignedIdentity ? userIdentity.properties.principalId : app.identity.principalId
+var manyTenants = !empty(tenantIds)
+// A system-assigned identity cannot be a federated credential: many tenants need a user-assigned one.
+var userAssigned = useUserAssignedIdentity || manyTenants
+var identityClientId = userAssigned ? userIdentity.properties.clientId : ''
+var identityPrincipalId = userAssigned ? userIdentity.properties.principalId : app.identity.principalId
+// This cloud's Entra authority, as azure-identity's AZURE_AUTHORITY_HOST takes it.
+var authority = replace(replace(environment().authentication.loginEndpoint, 'https://', ''), '/', '')
 var hostSettings = {
   AzureWebJobsStorage__accountName: storage.name
   AzureWebJobsStorage__credential: 'managedidentity'
   APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: useUserAssignedIdentity ? 'ClientId=${identityClientId};Authorization=AAD' : 'Authorization=AAD'
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: userAssigned ? 'ClientId=${identityClientId};Authorization=AAD' : 'Authorization=AAD'
 }
 // The Graph application permissions each target needs (shared/targets/: each module's `permission`, and its
 // `read_permission` where the action's does not cover reading).
@@ -103,9 +116,15 @@ var syncSettings = {
   GRAPH_ENDPOINT: graphEndpoint
 }
 // ManagedIdentityCredential does not read AZURE_CLIENT_ID by itself on App Service: the app passes it.
-var userIdentitySettings = useUserAssignedIdentity ? {
+var userIdentitySettings = userAssigned ? {
   AzureWebJobsStorage__clientId: identityClientId
   AZURE_CLIENT_ID: identityClientId
+} : {}
+var tenantSettings = manyTenants ? {
+  TENANT_IDS: join(tenantIds, ',')
+  TENANT_APP_CLIENT_ID: multiTenantApp.outputs.appId
+  TENANT_CONCURRENCY: string(tenantConcurrency)
+  AZURE_AUTHORITY_HOST: 'https://${authority}'
 } : {}
 // Built-in role ids: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -160,7 +179,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
-resource userIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (useUserAssignedIdentity) {
+resource userIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (userAssigned) {
   name: 'id-${name}-${suffix}'
   location: location
   tags: tags
@@ -185,7 +204,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   location: location
   tags: union(tags, { 'azd-service-name': 'sync' })
   kind: 'functionapp,linux'
-  identity: useUserAssignedIdentity ? {
+  identity: userAssigned ? {
     type: 'UserAssigned'
     userAssignedIdentities: {
       '${userIdentity.id}': {}
@@ -206,7 +225,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         storage: {
           type: 'blobContainer'
           value: '${storage.properties.primaryEndpoints.blob}${deploymentContainer}'
-          authentication: useUserAssignedIdentity ? {
+          authentication: userAssigned ? {
             type: 'UserAssignedIdentity'
             userAssignedIdentityResourceId: userIdentity.id
           } : {
@@ -229,7 +248,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: app
   name: 'appsettings'
-  properties: union(hostSettings, syncSettings, userIdentitySettings)
+  properties: union(hostSettings, syncSettings, userIdentitySettings, tenantSettings)
 }
 
 // Deployments go through Entra ID (OneDeploy); the basic-auth FTP and SCM endpoints stay off.
@@ -271,7 +290,20 @@ resource telemetryAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 }
 
-module graphPermission 'graph-permission.bicep' = if (grantGraphPermission) {
+// With tenantIds the identity acts only as the multi-tenant app's credential: the permissions are the app's, and each
+// customer tenant grants them by consenting.
+module multiTenantApp 'multi-tenant-app.bicep' = if (manyTenants) {
+  name: 'multi-tenant-app-${suffix}'
+  params: {
+    uniqueName: 'intune-sync-${name}-${suffix}'
+    displayName: 'Intune sync (${name})'
+    identityPrincipalId: identityPrincipalId
+    authority: 'https://${authority}'
+    appRoles: graphAppRoles
+  }
+}
+
+module graphPermission 'graph-permission.bicep' = if (grantGraphPermission && !manyTenants) {
   name: 'graph-permission-${suffix}'
   params: {
     principalId: identityPrincipalId
@@ -375,4 +407,8 @@ output functionAppName string = app.name
 output webhookUrl string = 'https://${app.properties.defaultHostName}/api/sync'
 @description('Object id of the app\'s managed identity: what `python -m shared grant --principal-id` takes.')
 output identityPrincipalId string = identityPrincipalId
-output graphPermissionGranted bool = grantGraphPermission
+output graphPermissionGranted bool = grantGraphPermission && !manyTenants
+@description('With tenantIds: TENANT_APP_CLIENT_ID, the multi-tenant app registration\'s client id.')
+output tenantAppClientId string = manyTenants ? multiTenantApp.outputs.appId : ''
+@description('With tenantIds: the page each customer tenant\'s administrator opens once to consent (README, \'Many tenants\').')
+output consentUrls array = [for tenantId in tenantIds: 'https://${authority}/${tenantId}/adminconsent?client_id=${manyTenants ? multiTenantApp.outputs.appId : ''}']

@@ -29,6 +29,11 @@ def grant() -> dict[str, Any]:
     return BicepParser().parse(text=(INFRA / "graph-permission.bicep").read_text())
 
 
+@pytest.fixture(scope="module")
+def multi_tenant() -> dict[str, Any]:
+    return BicepParser().parse(text=(INFRA / "multi-tenant-app.bicep").read_text())
+
+
 def config(tree: dict[str, Any], resource: str) -> dict[str, Any]:
     return tree["resources"][resource]["config"]
 
@@ -61,7 +66,11 @@ def test_app_is_https_only_with_tls_1_2_and_no_ftp_or_basic_auth(main: dict[str,
 def test_identity_is_system_assigned_unless_a_user_assigned_one_is_asked_for(main: dict[str, Any]) -> None:
     condition, user_assigned, system_assigned = conditional(config(main, "app")["identity"])
 
-    assert condition == "useUserAssignedIdentity"
+    assert condition == "userAssigned"
+    assert main["variables"]["userAssigned"]["value"]["operator"] == {
+        "type": "or",
+        "operands": {"operand_1": "useUserAssignedIdentity", "operand_2": "manyTenants"},
+    }
     assert main["parameters"]["useUserAssignedIdentity"]["default"] is False
     assert user_assigned["type"] == "UserAssigned"
     assert system_assigned == {"type": "SystemAssigned"}
@@ -123,14 +132,22 @@ def test_app_settings_default_to_every_15_minutes_and_delta_sync(main: dict[str,
     assert params["graphEndpoint"]["default"] == "https://graph.microsoft.com"
     settings = config(main, "appSettings")["properties"]["function"]
     assert settings["type"] == "union"
-    assert set(settings["parameters"].values()) == {"hostSettings", "syncSettings", "userIdentitySettings"}
+    assert set(settings["parameters"].values()) == {
+        "hostSettings",
+        "syncSettings",
+        "userIdentitySettings",
+        "tenantSettings",
+    }
 
 
 def test_graph_permission_is_granted_behind_a_parameter(main: dict[str, Any]) -> None:
     module = main["modules"]["graphPermission"]
 
     assert module["detail"]["path"] == "graph-permission.bicep"
-    assert module["config"]["condition"] == "grantGraphPermission"
+    assert module["config"]["condition"]["operator"]["operands"] == {
+        "operand_1": "grantGraphPermission",
+        "operand_2": {"operator": {"type": "not", "operands": {"bool_value": "manyTenants"}}},
+    }
     assert module["config"]["config"]["params"] == {"principalId": "identityPrincipalId", "appRoles": "graphAppRoles"}
 
 
@@ -202,6 +219,50 @@ def test_azd_deploys_this_folder_to_the_tagged_function_app(main: dict[str, Any]
 
 def test_outputs_give_the_principal_id_for_the_grant_command(main: dict[str, Any]) -> None:
     assert {"functionAppName", "webhookUrl", "identityPrincipalId"} <= set(main["outputs"])
+
+
+def test_many_tenants_creates_a_multi_tenant_app_trusting_the_user_assigned_identity(
+    main: dict[str, Any], multi_tenant: dict[str, Any]
+) -> None:
+    module = main["modules"]["multiTenantApp"]
+    app = multi_tenant["resources"]["multiTenantApp"]["config"]
+    credential = multi_tenant["resources"]["multiTenantApp__managedIdentityCredential"]["config"]
+    access = app["requiredResourceAccess"][0]
+
+    assert main["parameters"]["tenantIds"]["default"] == []
+    assert main["variables"]["manyTenants"]["value"]["operator"]["type"] == "not"
+    assert module["detail"]["path"] == "multi-tenant-app.bicep"
+    assert module["config"]["condition"] == "manyTenants"
+    assert module["config"]["config"]["params"]["identityPrincipalId"] == "identityPrincipalId"
+    assert module["config"]["config"]["params"]["appRoles"] == "graphAppRoles"
+    assert "microsoftGraphV1" in multi_tenant["extensions"]
+    assert app["signInAudience"] == "AzureADMultipleOrgs"
+    assert access["resourceAppId"] == "graphAppId"
+    assert access["resourceAccess"]["loop_type"]["detail"] == {"item_name": "appRole", "array_name": "appRoles"}
+    assert access["resourceAccess"]["config"]["type"] == "Role"
+    assert credential["issuer"] == "${authority}/${tenant().tenantId}/v2.0"
+    assert credential["subject"] == "identityPrincipalId"
+    assert credential["audiences"] == ["exchangeAudience"]
+    audiences = json.dumps(multi_tenant["variables"]["exchangeAudience"])
+    for audience in (
+        "api://AzureADTokenExchange",
+        "api://AzureADTokenExchangeUSGov",
+        "api://AzureADTokenExchangeChina",
+    ):
+        assert audience in audiences
+
+
+def test_many_tenants_sets_the_tenant_settings_and_outputs_each_consent_url(main: dict[str, Any]) -> None:
+    condition, tenant_settings, none = conditional(main["variables"]["tenantSettings"]["value"])
+    consent = main["outputs"]["consentUrls"]
+
+    assert condition == "manyTenants"
+    assert none == {}
+    assert set(tenant_settings) == {"TENANT_IDS", "TENANT_APP_CLIENT_ID", "TENANT_CONCURRENCY", "AZURE_AUTHORITY_HOST"}
+    assert tenant_settings["AZURE_AUTHORITY_HOST"] == "https://${authority}"
+    assert consent["value"]["loop_type"]["detail"] == {"item_name": "tenantId", "array_name": "tenantIds"}
+    assert consent["value"]["config"].startswith("https://${authority}/${tenantId}/adminconsent?client_id=")
+    assert "tenantAppClientId" in main["outputs"]
 
 
 def query_literal(main: dict[str, Any], variable: str, pattern: str) -> str:

@@ -189,7 +189,12 @@ class _Recording(dict[str, str]):
 
 
 def test_setting_names_lists_every_setting_read() -> None:
-    environment = _Recording(IDENTITY_ENDPOINT="http://localhost:8081/msi/token")  # so its header is read too
+    environment = _Recording(
+        IDENTITY_ENDPOINT="http://localhost:8081/msi/token",  # so its header is read too
+        TENANT_IDS="c0000001-0000-4000-8000-000000000001",  # so the many-tenants settings are read too
+        TENANT_APP_CLIENT_ID="a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+        AZURE_CLIENT_ID="7d8e9f10-1112-4314-9516-171819202122",
+    )
     parse_settings(environment)
 
     assert environment.read == set(SETTING_NAMES)
