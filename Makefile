@@ -10,6 +10,8 @@ VENVCHECKOV ?= .venv-checkov
 VENVBENCH ?= .venv-bench
 # The local host's port (make demo / make serve); pick another when 7071 is taken: make demo PORT=7072.
 PORT ?= 7071
+# make demo TENANTS=2: many tenants, through the emulator's Entra stand-in (README, 'Many tenants').
+TENANTS ?= 0
 BIN := $(VENV)/bin
 BIN313 := $(VENV313)/bin
 
@@ -51,11 +53,11 @@ test: lint checkov $(BIN313)/.installed ## what CI runs: lint, checkov, the suit
 	$(BIN)/python -m pytest -p no:cacheprovider
 	$(BIN313)/python -m pytest -p no:cacheprovider
 
-demo: $(BIN313)/.installed ## the app in the real Functions worker against the emulator, once (PORT=7071)
-	$(BIN313)/python scripts/local_host.py --once --port $(PORT)
+demo: $(BIN313)/.installed ## the app in the real Functions worker against the emulator, once (PORT=7071, TENANTS=2)
+	$(BIN313)/python scripts/local_host.py --once --port $(PORT) --tenants $(TENANTS)
 
 serve: $(BIN313)/.installed ## keep that local host serving on http://localhost:7071 (PORT=...)
-	$(BIN313)/python scripts/local_host.py --port $(PORT)
+	$(BIN313)/python scripts/local_host.py --port $(PORT) --tenants $(TENANTS)
 
 # Not part of `make test`: each writes its figures into benchmarks/README.md (and the summary into README.md).
 $(VENVBENCH)/bin/.installed: requirements.txt requirements-dev.txt benchmarks/requirements.txt

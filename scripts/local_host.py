@@ -8,6 +8,8 @@ Azure is needed, and prints what Graph received after every call. ``--live`` use
   ``func start``).
 - ``POST http://localhost:7071/admin/functions/sync_timer``: fire the timer now, as the host's admin API does.
 - ``--once``: fire the timer, post one webhook and read the state, then stop (what ``make demo`` runs).
+- ``--tenants 2``: many tenants: the emulator adds its Entra stand-in (HTTPS, a test CA) and two customer tenants,
+  and the app acts in both through the multi-tenant app (``make demo TENANTS=2``).
 
 Needs Python 3.13 with ``requirements-dev.txt`` installed (``make serve`` / ``make demo`` take care of it).
 """
@@ -26,13 +28,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
+from urllib.parse import parse_qs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.emulator import (  # noqa: E402
+    CUSTOMER_TENANT_IDS,
     VPP_IDS,
     Emulator,
+    Received,
     apns_certificate,
     connector,
     emulator_settings,
@@ -65,10 +70,20 @@ class Reporter:
             self.seen += len(received)
             print("  What Graph received:" if received else "  Graph received nothing.")
             for call in received:
-                body = f" {call.body.decode()}" if call.body else ""
+                body = f" {shown_body(call)}" if call.body else ""
                 query = "&".join(f"{k}={v[0]}" for k, v in call.query.items() if k != "resource")
                 print(f"    {call.route:<30} {call.method} {call.path}{'?' + query if query else ''}{body}")
         sys.stdout.flush()
+
+
+def shown_body(call: Received) -> str:
+    """A request's body as sent; of Entra's token requests, the form's names, since its assertion is a token."""
+    if call.route != "entra_token":
+        return call.body.decode()
+    form = parse_qs(call.body.decode())
+    return "&".join(
+        f"{name}={values[0] if name != 'client_assertion' else '<the identity token>'}" for name, values in form.items()
+    )
 
 
 def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> None:
@@ -84,11 +99,31 @@ def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) 
     print(f"  -> HTTP {status}\n{text}" if text else f"  -> HTTP {status}")
 
 
-def run_once(port: int) -> None:
+def run_once(port: int, tenants: int) -> None:
     call(port, "POST", "/admin/functions/sync_timer", {"input": ""})
+    if tenants:
+        second = CUSTOMER_TENANT_IDS[1]
+        call(port, "POST", "/api/sync", {"tenants": [second]})
+        call(port, "GET", f"/api/sync/vppTokens?tenant={second}")
+        return
     call(port, "POST", "/api/sync", {"syncType": "fullSync", "connectorIds": [sample_connectors()[0]["id"]]})
     call(port, "POST", "/api/sync/vppTokens", {"ids": [VPP_IDS[1]]})
     call(port, "GET", "/api/sync/vppTokens")
+
+
+def demo_emulator(tenants: int) -> Emulator:
+    """The demo's tenant: three connectors, one VPP token expired (a target's own rule at work: it is skipped,
+    not failed) and a push certificate close to its end (so the expiry watch has something to say). With
+    ``tenants``, as many customer tenants hold those objects instead, reached through the Entra stand-in."""
+    extra = connector("3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e03", server_name="EXCH03")
+    tokens = [vpp_token(VPP_IDS[0], state="expired", expires_in_days=-3), vpp_token(VPP_IDS[1])]
+    watched = {"vppTokens": tokens, "applePushNotificationCertificate": [apns_certificate(expires_in_days=12)]}
+    if not tenants:
+        return Emulator([*sample_connectors(), extra], objects=watched, page_size=2)
+    emulator = Emulator(entra=True)
+    for tenant in CUSTOMER_TENANT_IDS[:tenants]:
+        emulator.add_tenant(tenant, objects=watched)
+    return emulator
 
 
 def port_is_free(port: int) -> bool:
@@ -111,6 +146,14 @@ def main() -> int:
     )
     parser.add_argument("--once", action="store_true", help="fire the timer, call the webhook twice, stop")
     parser.add_argument("--live", action="store_true", help="use the real tenant with this machine's sign-in")
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        default=0,
+        choices=range(len(CUSTOMER_TENANT_IDS) + 1),
+        metavar="N",
+        help="many tenants: N customer tenants behind the emulator's Entra stand-in",
+    )
     args = parser.parse_args()
     if not port_is_free(args.port):
         print(
@@ -123,14 +166,11 @@ def main() -> int:
     emulator = None
     settings = {"SYNC_SCHEDULE": "0 */15 * * * *"}
     if not args.live:
-        extra = connector("3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e03", server_name="EXCH03")
-        # One VPP token expired, so the demo shows a target's own rule at work: it is skipped, not failed.
-        tokens = [vpp_token(VPP_IDS[0], state="expired", expires_in_days=-3), vpp_token(VPP_IDS[1])]
-        # And a push certificate close to its end, so the expiry watch has something to say.
-        watched = {"vppTokens": tokens, "applePushNotificationCertificate": [apns_certificate(expires_in_days=12)]}
-        emulator = Emulator([*sample_connectors(), extra], objects=watched, page_size=2).start()
+        emulator = demo_emulator(args.tenants).start()
         settings = {**emulator_settings(emulator), "SYNC_TARGETS": DEMO_TARGETS}
         print(f"Emulator for Graph and the managed-identity endpoint: {emulator.url}")
+        if args.tenants:
+            print(f"Entra stand-in: {emulator.authority}; tenants: {', '.join(emulator.customers)}")
     stop: list[Callable[[], None]] = [emulator.stop] if emulator else []
     try:
         host = FunctionsHost(ROOT, env=settings)
@@ -144,7 +184,7 @@ def main() -> int:
         print(f"Serving http://localhost:{args.port}/api/sync (fire the timer: POST /admin/functions/sync_timer)")
         if args.once:
             threading.Thread(target=server.serve_forever, daemon=True).start()
-            run_once(args.port)
+            run_once(args.port, args.tenants)
             server.shutdown()
             return 0
         try:

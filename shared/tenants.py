@@ -6,6 +6,7 @@ all inside the one run's time budget; one tenant's failure is that tenant's resu
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -41,9 +42,14 @@ def selected(
 
 
 def for_each(settings: Settings, tenants: Sequence[str | None], work: Callable[[str | None], T]) -> list[T]:
-    """``work`` for each tenant, in their order; concurrently when there are several."""
+    """``work`` for each tenant, in their order; concurrently when there are several.
+
+    Each runs in a copy of the caller's context: the Functions worker knows an invocation by a context variable,
+    so this is what files the tenants' log lines under the invocation that ran them (and in Application Insights).
+    """
     if len(tenants) == 1:
         return [work(tenants[0])]
     workers = min(settings.tenant_concurrency, len(tenants))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant") as pool:
-        return list(pool.map(work, tenants))
+        running = [pool.submit(contextvars.copy_context().run, work, tenant) for tenant in tenants]
+        return [future.result() for future in running]

@@ -21,7 +21,15 @@ import pytest
 pytest.importorskip("grpc", reason="the worker tests run in the Python 3.13 pass of `make test`")
 pytest.importorskip("azure_functions_runtime_v1", reason="the v1 worker library needs Python 3.13")
 
-from tests.emulator import CONFIG_READ_WRITE_ROLE, READ_ROLE, Emulator, emulator_settings, free_port
+from tests.emulator import (
+    CONFIG_READ_WRITE_ROLE,
+    CUSTOMER_TENANT_IDS,
+    READ_ROLE,
+    TENANT_APP_CLIENT_ID,
+    Emulator,
+    emulator_settings,
+    free_port,
+)
 from tests.functions_host.frontend import FrontEnd
 from tests.functions_host.host import FunctionsHost
 
@@ -273,3 +281,26 @@ def test_a_target_route_reaches_the_function_through_the_worker(emulator: Emulat
     assert timer.succeeded, timer.error
     assert len(emulator.calls("windowsDriverUpdateProfiles.sync")) == 2
     assert len(emulator.calls("sync")) == 2
+
+
+def test_many_tenants_through_the_worker() -> None:
+    """Two tenants through the real worker: the webhook's tenant filter, and a timer run in which one tenant has not
+    consented. Each tenant's lines are filed under the invocation that ran them, though tenants run on threads."""
+    first, second = CUSTOMER_TENANT_IDS[:2]
+    with Emulator(entra=True) as emulator:
+        emulator.add_tenant(first)
+        emulator.add_tenant(second, consented=False)
+        with FunctionsHost(APP_ROOT, env=app_settings(emulator)) as running:
+            webhook = running.invoke_http("sync_http", "POST", f"{URL}&tenant={first}")
+            timer = running.invoke_timer("sync_timer")
+        synced = [call.path for call in emulator.calls("sync")]
+
+    assert webhook.http is not None
+    assert webhook.http.status == 202, webhook.http.json()
+    assert {r["tenant"] for r in webhook.http.json()["results"]} == {first}
+    assert not timer.succeeded
+    assert f"{emulator.authority}/{second}/adminconsent?client_id={TENANT_APP_CLIENT_ID}" in (timer.error or "")
+    messages = [line.message for line in timer.logs]
+    assert any(m.startswith(f"tenant={first} target=exchangeConnectors") and "outcome=accepted" in m for m in messages)
+    assert any(m.startswith(f"tenant={second} target=exchangeConnectors") and "outcome=failed" in m for m in messages)
+    assert len(synced) == 2 and all(first[:8] in path for path in synced)
