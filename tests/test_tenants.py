@@ -13,6 +13,8 @@ import pytest
 
 from shared.cli import main as cli_main
 from shared.errors import SyncFailed
+from shared.federation import exchange_audience
+from shared.settings import parse_settings
 from tests.conftest import APP_SETTINGS, call_webhook, fire_timer
 from tests.emulator import (
     CUSTOMER_TENANT_IDS,
@@ -123,6 +125,43 @@ def test_tokens_are_kept_across_invocations(tenants: Emulator) -> None:
 
     assert token_requests(tenants) == {T1: 1, T2: 1}
     assert len(tenants.calls("identity")) == 1
+
+
+def test_tenants_starting_together_ask_the_identity_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six tenants need the assertion at the same moment, and the identity is slow to give it: one request."""
+    with Emulator(entra=True) as emulator:
+        for tenant in CUSTOMER_TENANT_IDS:
+            emulator.add_tenant(tenant)
+        use(emulator, monkeypatch, TENANT_CONCURRENCY="6")
+        emulator.fault("identity", delay=0.5)
+
+        assert call_webhook().status == 202
+
+        assert len(emulator.calls("identity")) == 1
+        assert token_requests(emulator) == dict.fromkeys(CUSTOMER_TENANT_IDS, 1)
+
+
+@pytest.mark.parametrize(
+    ("host", "authority", "audience"),
+    [
+        ("", "https://login.microsoftonline.com", "api://AzureADTokenExchange"),
+        ("login.microsoftonline.us", "https://login.microsoftonline.us", "api://AzureADTokenExchangeUSGov"),
+        ("https://login.chinacloudapi.cn/", "https://login.chinacloudapi.cn", "api://AzureADTokenExchangeChina"),
+        ("https://127.0.0.1:8443", "https://127.0.0.1:8443", "api://AzureADTokenExchange"),
+    ],
+)
+def test_the_exchange_audience_follows_the_authority(host: str, authority: str, audience: str) -> None:
+    settings = parse_settings(
+        {
+            "TENANT_IDS": T1,
+            "TENANT_APP_CLIENT_ID": TENANT_APP_CLIENT_ID,
+            "AZURE_CLIENT_ID": USER_ASSIGNED_CLIENT_ID,
+            "AZURE_AUTHORITY_HOST": host,
+        }
+    )
+
+    assert settings.graph.authority == authority
+    assert exchange_audience(settings.graph.authority) == audience
 
 
 def test_an_unconsented_tenant_fails_alone_with_its_consent_url(
