@@ -572,19 +572,21 @@ def _str_or_none(value: object) -> str | None:
 
 _clients_lock = threading.Lock()
 _clients: dict[str | None, GraphClient] = {}
+_clients_settings: GraphSettings | None = None
 _assertion: Assertion | None = None
 
 
 def client_for(settings: GraphSettings, tenant: str | None = None) -> GraphClient:
     """The process's client for ``tenant`` (None: the app's own), built on first use; every client is rebuilt
     if the settings change. Customer tenants share one assertion, so the identity is asked once for them all."""
-    global _assertion
+    global _assertion, _clients_settings
     with _clients_lock:
-        if any(client.settings != settings for client in _clients.values()):
+        if settings != _clients_settings:
             for client in _clients.values():
                 client.close()
             _clients.clear()
             _assertion = None
+            _clients_settings = settings
         client = _clients.get(tenant)
         if client is None:
             if tenant is not None and _assertion is None:

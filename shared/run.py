@@ -313,7 +313,7 @@ def _run_tenant(
     where = f" in tenant {tenant}" if tenant else ""
 
     def record(result: ObjectResult) -> None:
-        results.append(result._replace(tenant=tenant))
+        results.append(result if tenant is None else result._replace(tenant=tenant))
         _log_result(results[-1])
 
     for name in names:
