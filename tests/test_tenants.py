@@ -295,6 +295,9 @@ def test_configuration_errors_name_the_setting_and_send_nothing(
     assert answer.json["error"]["setting"] == setting
     with pytest.raises(Exception, match=setting):
         fire_timer()
+    code, out = cli("doctor")
+    assert code == 2
+    assert f"fix: Correct the app setting {setting}" in out
     assert entra.calls() == []
 
 
