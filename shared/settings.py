@@ -166,25 +166,16 @@ def _app_client_id(raw: str) -> str:
 
 
 def _authority(raw: str) -> str:
-    """azure-identity's AZURE_AUTHORITY_HOST: an https authority (a bare host means https), or a loopback one with a
-    port (the emulator); the host alone, since the tenant is added per call."""
+    """azure-identity's AZURE_AUTHORITY_HOST: an https authority (a bare host means https), such as a loopback one
+    with its port for the emulator; the origin alone, since the tenant is added per call."""
     text = raw.rstrip("/")
-    text = text if "://" in text else f"https://{text}"
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        parts, port = None, None
-    problem = None
-    if parts is None or parts.scheme != "https" or not parts.hostname:
-        problem = "must be an https:// Entra authority such as https://login.microsoftonline.com"
-    elif parts.path or parts.query or parts.fragment or "@" in text or any(c.isspace() for c in text):
-        problem = "must be the authority host alone, with no path, query or user"
-    elif parts.hostname in LOOPBACK_HOSTS and port is None:
-        problem = "a loopback authority needs its port"
-    if problem or parts is None:
-        raise ConfigurationError("AZURE_AUTHORITY_HOST", f"{problem}; got {raw[:100]!r}")
-    return f"https://{parts.hostname.lower()}" + (f":{port}" if port is not None else "")
+    return _origin(
+        "AZURE_AUTHORITY_HOST",
+        raw,
+        text if "://" in text else f"https://{text}",
+        schemes=("https",),
+        expected="an https:// Entra authority such as https://login.microsoftonline.com",
+    )
 
 
 def _listed(raw: str) -> list[str]:
@@ -233,21 +224,32 @@ def _connector_ids(raw: str) -> tuple[str, ...]:
 
 def _graph_endpoint(raw: str) -> str:
     """The Graph root is also the token audience, so it must be exactly a scheme, a host and an optional port."""
-    trimmed = raw[:-1] if raw.endswith("/") else raw
+    return _origin(
+        "GRAPH_ENDPOINT",
+        raw,
+        raw[:-1] if raw.endswith("/") else raw,
+        schemes=("https", "http"),
+        expected="an https:// URL such as https://graph.microsoft.com",
+    )
+
+
+def _origin(setting: str, raw: str, url: str, *, schemes: tuple[str, ...], expected: str) -> str:
+    """``url`` as ``scheme://host[:port]``, the host in lower case; a path, query, ';' or user part is refused, and
+    http:// everywhere but on a loopback host (the emulator)."""
     try:
-        parts = urlsplit(trimmed)
+        parts = urlsplit(url)
         port = parts.port
     except ValueError:
         parts, port = None, None
     problem = None
-    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
-        problem = "must be an https:// URL such as https://graph.microsoft.com"
-    elif any(mark in trimmed for mark in "?#;@") or parts.path or any(c.isspace() for c in raw):
-        problem = "must be the Graph root only (scheme, host and optional port), with no path, query, ';' or user"
+    if parts is None or parts.scheme not in schemes or not parts.hostname:
+        problem = f"must be {expected}"
+    elif any(mark in url for mark in "?#;@") or parts.path or any(c.isspace() for c in raw):
+        problem = "must be the root only (scheme, host and optional port), with no path, query, ';' or user"
     elif parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         problem = "http:// is allowed only for a loopback host (the local emulator); use https://"
     if problem or parts is None:
-        raise ConfigurationError("GRAPH_ENDPOINT", f"{problem}; got {raw!r}")
+        raise ConfigurationError(setting, f"{problem}; got {raw[:100]!r}")
     host = parts.hostname.lower()
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")

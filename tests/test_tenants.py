@@ -279,7 +279,7 @@ def test_a_tenant_asked_of_a_single_tenant_deployment_is_400(app_env: Emulator) 
         ({"AZURE_CLIENT_ID": ""}, "AZURE_CLIENT_ID"),
         ({"EXCHANGE_CONNECTOR_IDS": "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"}, "EXCHANGE_CONNECTOR_IDS"),
         ({"AZURE_AUTHORITY_HOST": "http://login.microsoftonline.com"}, "AZURE_AUTHORITY_HOST"),
-        ({"AZURE_AUTHORITY_HOST": "https://127.0.0.1"}, "AZURE_AUTHORITY_HOST"),
+        ({"AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/organizations"}, "AZURE_AUTHORITY_HOST"),
         ({"TENANT_CONCURRENCY": "0"}, "TENANT_CONCURRENCY"),
     ],
 )
