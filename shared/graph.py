@@ -41,6 +41,7 @@ from shared.transport import (
     Deadline,
     DeadlineExceeded,
     DeadlineTransport,
+    Exchange,
     bounded_by,
     current_exchange,
     parse_retry_after,
@@ -359,21 +360,14 @@ class GraphClient:
             # without guarding it, so a malformed answer escapes as ValueError, AttributeError, ... Whatever
             # the class, it means one thing here: no token.
             except Exception as exc:
-                if exchange.expired or isinstance(exc, DeadlineExceeded) or deadline.remaining() <= 0:
-                    raise IdentityUnavailable(
-                        f"{source}: no answer within the run's time budget of {deadline.seconds:g} s "
-                        f"(GRAPH_TIME_BUDGET_SECONDS). {_identity_fix(self.settings)}"
-                    ) from None
-                if self.tenant is not None:
+                if self.tenant is not None and not _out_of_time(exc, exchange):
                     raise entra_failure(
                         exc,
                         tenant=self.tenant,
                         app_client_id=self.settings.app_client_id or "",
                         authority=self.settings.authority or "",
                     ) from None
-                raise IdentityUnavailable(
-                    f"{source}: {_identity_failure(exc)}. {_identity_fix(self.settings)}"
-                ) from None
+                raise _no_token(source, exc, self.settings, exchange) from None
         remember(info.token)
         if not BEARER_TOKEN.fullmatch(info.token):
             raise IdentityUnavailable(
@@ -428,6 +422,22 @@ def _identity_failure(exc: Exception) -> str:
     return f"the identity endpoint answered {status if status != 'None' else 'with an error'}{said}"
 
 
+def _out_of_time(exc: Exception, exchange: Exchange | None) -> bool:
+    return isinstance(exc, DeadlineExceeded) or (
+        exchange is not None and (exchange.expired or exchange.deadline.remaining() <= 0)
+    )
+
+
+def _no_token(source: str, exc: Exception, settings: GraphSettings, exchange: Exchange | None) -> IdentityUnavailable:
+    """The identity's failure in our words: no answer within the run's budget, or what went wrong, with the fix."""
+    if _out_of_time(exc, exchange):
+        budget = f" of {exchange.deadline.seconds:g} s" if exchange is not None else ""
+        why = f"no answer within the run's time budget{budget} (GRAPH_TIME_BUDGET_SECONDS)"
+    else:
+        why = _identity_failure(exc)
+    return IdentityUnavailable(f"{source}: {why}. {_identity_fix(settings)}")
+
+
 def _identity_fix(settings: GraphSettings) -> str:
     if settings.identity_endpoint is None and settings.app_client_id:
         return (
@@ -477,16 +487,10 @@ def _assertion_for(settings: GraphSettings) -> Assertion:
     def fetch() -> AccessTokenInfo:
         if credential is None:
             raise IdentityUnavailable(f"{source}: IDENTITY_ENDPOINT is not set. {_identity_fix(settings)}")
-        exchange = current_exchange()
         try:
             return credential.get_token_info(f"{audience}/.default")
         except Exception as exc:  # as in GraphClient._new_token: any class means no token
-            if isinstance(exc, DeadlineExceeded) or (exchange is not None and exchange.expired):
-                raise IdentityUnavailable(
-                    f"{source}: no answer within the run's time budget (GRAPH_TIME_BUDGET_SECONDS). "
-                    f"{_identity_fix(settings)}"
-                ) from None
-            raise IdentityUnavailable(f"{source}: {_identity_failure(exc)}. {_identity_fix(settings)}") from None
+            raise _no_token(source, exc, settings, current_exchange()) from None
 
     return Assertion(fetch)
 
