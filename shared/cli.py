@@ -201,31 +201,23 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
     """Each target's objects (per tenant with TENANT_IDS); configured ids the tenant does not have and targets that
     cannot be read make it 1."""
     settings = load_settings()
-    names = _targets(args)
-    chosen = _tenants(args)
-
-    def read(tenant: str | None) -> tuple[list[run.TargetState], watch.WatchReport | None]:
-        states = run.target_states(settings, names, tenant=tenant)
-        return states, run.expiry_watch(settings, states, tenant) if settings.expiry_warning_days else None
-
-    reports = tenancy.for_each(settings, chosen, read)
+    reports = run.tenant_reports(settings, _tenants(args), _targets(args))
     if args.json:
-        parts = [_status_json(states, expiry) for states, expiry in reports]
-        answer = {"tenants": dict(zip(chosen, parts, strict=True))} if settings.tenants else parts[0]
-        print(json.dumps(answer, indent=2), file=out)
+        parts = {report.tenant: report.as_dict() for report in reports}
+        print(json.dumps({"tenants": parts} if settings.tenants else parts[None], indent=2), file=out)
     else:
-        for tenant, (states, expiry) in zip(chosen, reports, strict=True):
-            if tenant:
-                print(f"tenant {tenant}", file=out)
-            for state in states:
+        for report in reports:
+            if report.tenant:
+                print(f"tenant {report.tenant}", file=out)
+            for state in report.states:
                 _print_table(state, out)
-            if expiry is not None:
-                _print_expiry(expiry, out)
+            if report.expiry is not None:
+                _print_expiry(report.expiry, out)
     notes = sys.stderr if args.json else out
     problems = False
-    for tenant, (states, _) in zip(chosen, reports, strict=True):
-        where = f"tenant {tenant}: " if tenant else ""
-        for state in states:
+    for report in reports:
+        where = f"tenant {report.tenant}: " if report.tenant else ""
+        for state in report.states:
             target = TARGETS[state.target]
             for missing in state.missing:
                 print(
@@ -239,13 +231,6 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
                     print(f"fix: {advice}", file=notes)
             problems = problems or bool(state.missing or state.error)
     return 1 if problems else 0
-
-
-def _status_json(states: list[run.TargetState], expiry: watch.WatchReport | None) -> dict[str, object]:
-    answer: dict[str, object] = {"targets": {state.target: state.as_dict() for state in states}}
-    if expiry is not None:
-        answer["expiry"] = expiry.as_dict()
-    return answer
 
 
 def _print_table(state: run.TargetState, out: TextIO) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from shared import tenants as tenancy
 from shared.coalescing import Deferred, SyncGate
@@ -222,6 +222,38 @@ def target_states(
         found = {o.id for o in objects}
         states.append(TargetState(name, objects, tuple(i for i in configured if i not in found)))
     return states
+
+
+class TenantReport(NamedTuple):
+    """What ``GET /api/sync`` and ``status`` show of one tenant: each target's state, and the expiry watch."""
+
+    tenant: str | None
+    states: list[TargetState]
+    expiry: WatchReport | None
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"targets": {state.target: state.as_dict() for state in self.states}}
+        if self.expiry is not None:
+            body["expiry"] = self.expiry.as_dict()
+        return body
+
+
+def tenant_reports(
+    settings: Settings,
+    tenants: Sequence[str | None],
+    targets: Sequence[str] | None = None,
+    requested: Sequence[str] | None = None,
+    *,
+    watch: bool = True,
+) -> list[TenantReport]:
+    """Each tenant's targets (see ``target_states``) and, with ``watch`` and EXPIRY_WARNING_DAYS, its expiry watch."""
+
+    def report(tenant: str | None) -> TenantReport:
+        states = target_states(settings, targets, requested, tenant)
+        expiry = expiry_watch(settings, states, tenant) if watch and settings.expiry_warning_days else None
+        return TenantReport(tenant, states, expiry)
+
+    return tenancy.for_each(settings, tenants, report)
 
 
 def expiry_watch(settings: Settings, states: Sequence[TargetState], tenant: str | None = None) -> WatchReport:

@@ -277,21 +277,13 @@ def _state(
     settings: Settings, target: str | None, requested: tuple[str, ...] | None, tenants: tuple[str | None, ...]
 ) -> WebhookAnswer:
     """Each target's objects and their state, per tenant with TENANT_IDS: read-only."""
-
-    def report(tenant: str | None) -> tuple[list[run.TargetState], dict[str, Any]]:
-        states = run.target_states(settings, (target,) if target else None, requested, tenant)
-        part: dict[str, Any] = {"targets": {state.target: state.as_dict() for state in states}}
-        if target is None and settings.expiry_warning_days:
-            part["expiry"] = run.expiry_watch(settings, states, tenant).as_dict()
-        return states, part
-
-    reports = tenancy.for_each(settings, tenants, report)
-    states = [state for tenant_states, _ in reports for state in tenant_states]
+    reports = run.tenant_reports(settings, tenants, (target,) if target else None, requested, watch=target is None)
+    states = [state for report in reports for state in report.states]
     body: dict[str, Any] = {}
     if settings.tenants:
-        body["tenants"] = {tenant: part for tenant, (_, part) in zip(tenants, reports, strict=True)}
+        body["tenants"] = {report.tenant: report.as_dict() for report in reports}
     else:
-        part = reports[0][1]
+        part = reports[0].as_dict()
         exchange = part["targets"].get(EXCHANGE)
         if exchange is not None and "error" not in exchange:  # the shape GET had before targets existed
             body["connectors"] = exchange["objects"]
