@@ -226,7 +226,7 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
                 )
             if state.error is not None:
                 print(f"error: {where}{state.target}: {state.error}", file=notes)
-                advice = run.remedy(state.error, target, lister=LISTER)
+                advice = run.remedy(state.error, target, lister=LISTER, tenant=state.tenant)
                 if advice:
                     print(f"fix: {advice}", file=notes)
             problems = problems or bool(state.missing or state.error)

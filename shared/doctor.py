@@ -194,7 +194,7 @@ def _target_findings(
     for state in states:
         target = TARGETS[state.target]
         if state.error is not None:
-            advice = run.remedy(state.error, target, lister=LISTER)
+            advice = run.remedy(state.error, target, lister=LISTER, tenant=tenant)
             findings.append(Finding(False, state.target, f"could not read them: {state.error}", advice))
             continue
         findings += [

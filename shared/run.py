@@ -126,7 +126,7 @@ class SyncReport:
 
     def remedies(self, lister: str = "GET /api/sync") -> list[str]:
         """What to do, once per kind of problem, for every object that failed or was not attempted."""
-        found = (remedy(r.error, TARGETS[r.target], lister) for r in self.results if r.error is not None)
+        found = (remedy(r.error, TARGETS[r.target], lister, r.tenant) for r in self.results if r.error is not None)
         return sorted({text for text in found if text})
 
     def failures(self) -> list[str]:
@@ -148,15 +148,22 @@ class SyncReport:
 
 
 def remedy(  # noqa: PLR0911 - one answer per kind of problem reads best as one branch each
-    error: SyncAppError, target: Target | None = None, lister: str = "GET /api/sync"
+    error: SyncAppError, target: Target | None = None, lister: str = "GET /api/sync", tenant: str | None = None
 ) -> str | None:
     """What an administrator should do about ``error``, in one sentence; ``lister`` is how they list objects
-    from where they are (the webhook, or the command line)."""
+    from where they are (the webhook, or the command line); ``tenant``: the customer tenant it happened in."""
     if isinstance(error, TenantNotConsented):
         return f"An administrator of tenant {error.tenant} must consent to the app: open {error.consent_url}"
     if isinstance(error, GraphForbidden):
         needed = " and ".join(permissions_for((target.name,))) if target else ""
         permission = needed or "the permission each target needs (README, 'Sync targets')"
+        if tenant is not None:
+            return (
+                f"Graph refused the call in tenant {tenant}: the multi-tenant app (TENANT_APP_CLIENT_ID) needs the "
+                f"Microsoft Graph application permission {permission} there. Add it to the app registration's API "
+                f"permissions (a deployment with tenantIds does), then have an administrator of tenant {tenant} "
+                "open the consent URL again (README, 'Many tenants'). A new grant can take up to 24 hours."
+            )
         return (
             f"Graph refused the call: grant the Microsoft Graph application permission {permission} to the "
             "Function App's managed identity (README, 'Grant the Graph permission'), and check that the tenant "
@@ -185,6 +192,7 @@ class TargetState(NamedTuple):
     objects: Sequence[SyncObject] = ()
     missing: tuple[str, ...] = ()
     error: SyncAppError | None = None
+    tenant: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         target = TARGETS[self.target]
@@ -217,10 +225,10 @@ def target_states(
         try:
             objects = resolve_objects(graph, settings, target, requested or None, deadline, read_configured=True)
         except (GraphError, IdentityUnavailable) as exc:
-            states.append(TargetState(name, error=exc))
+            states.append(TargetState(name, error=exc, tenant=tenant))
             continue
         found = {o.id for o in objects}
-        states.append(TargetState(name, objects, tuple(i for i in configured if i not in found)))
+        states.append(TargetState(name, objects, tuple(i for i in configured if i not in found), tenant=tenant))
     return states
 
 

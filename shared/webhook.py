@@ -270,7 +270,7 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
     if report.ok:
         return WebhookAnswer(202, body)
     worst = _worst([r for r in report.results if r.error is not None])
-    return _error_answer(worst.error, body, TARGETS[worst.target], logged=True)  # type: ignore[arg-type]
+    return _error_answer(worst.error, body, TARGETS[worst.target], logged=True, tenant=worst.tenant)
 
 
 def _state(
@@ -293,7 +293,7 @@ def _state(
     failed = [state for state in states if state.error is not None]
     if failed and len(failed) == len(states):
         worst = _worst(failed)
-        return _error_answer(worst.error, body, TARGETS[worst.target])  # type: ignore[arg-type]
+        return _error_answer(worst.error, body, TARGETS[worst.target], tenant=worst.tenant)
     return WebhookAnswer(200, body)
 
 
@@ -317,9 +317,15 @@ def _status(error: SyncAppError) -> int:
 
 
 def _error_answer(
-    error: SyncAppError, body: dict[str, Any] | None = None, target: Target | None = None, *, logged: bool = False
+    error: SyncAppError,
+    body: dict[str, Any] | None = None,
+    target: Target | None = None,
+    *,
+    logged: bool = False,
+    tenant: str | None = None,
 ) -> WebhookAnswer:
-    """``logged``: the run already wrote a line for this error; one line per event is enough."""
+    """``logged``: the run already wrote a line for this error; one line per event is enough. ``tenant``: the
+    customer tenant it happened in, for the remedy."""
     status = _status(error)
     detail: dict[str, Any] = {"code": error.kind, "message": str(error)}
     if isinstance(error, InvalidRequest):
@@ -336,7 +342,7 @@ def _error_answer(
         detail["tenant"] = error.tenant
         detail["consentUrl"] = error.consent_url
     named = getattr(error, "target", None)
-    advice = run.remedy(error, target or (TARGETS.get(named) if isinstance(named, str) else None))
+    advice = run.remedy(error, target or (TARGETS.get(named) if isinstance(named, str) else None), tenant=tenant)
     if advice:
         detail["remedy"] = advice
     headers = {}

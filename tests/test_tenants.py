@@ -199,17 +199,23 @@ def test_an_app_unknown_in_the_tenant_is_reported_as_not_consented(tenants: Emul
     assert answer.json["error"]["consentUrl"].endswith(f"/{T1}/adminconsent?client_id={TENANT_APP_CLIENT_ID}")
 
 
-def test_a_tenant_that_granted_no_roles_gets_the_permission_remedy(
+def test_a_tenant_that_granted_no_roles_gets_the_permission_remedy_for_that_tenant(
     entra: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entra.add_tenant(T3, roles=())
     use(entra, monkeypatch)
 
     answer = call_webhook(params={"tenant": T3})
+    state = call_webhook("GET", params={"tenant": T3})
 
     assert answer.status == 502
     assert answer.json["error"]["code"] == "graphForbidden"
-    assert "DeviceManagementServiceConfig.ReadWrite.All" in answer.json["error"]["remedy"]
+    for remedy in (answer.json["error"]["remedy"], state.json["error"]["remedy"]):
+        assert "DeviceManagementServiceConfig.ReadWrite.All" in remedy
+        assert f"administrator of tenant {T3}" in remedy
+        assert "TENANT_APP_CLIENT_ID" in remedy
+    with pytest.raises(SyncFailed, match=f"administrator of tenant {T3}"):
+        fire_timer()
 
 
 @pytest.mark.parametrize(
