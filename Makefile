@@ -15,7 +15,7 @@ TENANTS ?= 0
 BIN := $(VENV)/bin
 BIN313 := $(VENV313)/bin
 
-.PHONY: help venv test lint checkov demo serve emulator benchmark benchmark-devices load-test clean
+.PHONY: help venv test lint checkov demo serve emulator benchmark benchmark-devices benchmark-tenants load-test clean
 
 help: ## list the targets (this is what plain `make` does)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,6 +71,9 @@ benchmark: $(VENVBENCH)/bin/.installed ## speed and memory figures into benchmar
 
 benchmark-devices: $(BIN313)/.installed ## stale devices at 1k/10k/100k and 1,000 paced syncs, into benchmarks/README.md
 	$(BIN313)/python benchmarks/devices.py --write-readme
+
+benchmark-tenants: $(BIN313)/.installed ## 6 tenants vs 1, Graph answering in 1 s, into benchmarks/README.md
+	$(BIN313)/python benchmarks/tenants.py --write-readme
 
 load-test: $(BIN313)/.installed ## 5,000 webhook requests through the worker, into benchmarks/README.md
 	$(BIN313)/python benchmarks/load_test.py --write-readme

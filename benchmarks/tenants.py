@@ -1,0 +1,108 @@
+"""Many tenants (`make benchmark-tenants`): one webhook run over 6 tenants whose every Graph answer takes a second,
+against the same run over one of them, and over the 6 with TENANT_CONCURRENCY=1.
+
+Each run is a fresh process holding only the app, so every run also gets its tokens: one identity request and one
+Entra request per tenant, which the figures count. The emulator (with its Entra stand-in) stays in this process.
+Wall time is the webhook call, the median of the runs. Exits 1 when a target is missed.
+
+Target: 6 tenants finish within 1.5x the time of one; the identity is asked once per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from harness import ROOT, machine, median, write_readme_block
+
+from tests.emulator import CUSTOMER_TENANT_IDS, Emulator, emulator_settings
+
+LATENCY = 1.0  # seconds for every Graph answer
+APP = """
+import json, time
+from tests.conftest import call_webhook
+started = time.perf_counter()
+answer = call_webhook()
+print(json.dumps({"seconds": time.perf_counter() - started, "status": answer.status}))
+"""
+
+
+def run(emulator: Emulator, **extra: str) -> dict[str, float]:
+    """One webhook run in a fresh process; what Graph, the identity and Entra received for it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRAPH_", "IDENTITY_", "SYNC_", "TENANT_"))}
+    env |= emulator_settings(emulator) | {"EXPIRY_WARNING_DAYS": "0"} | extra
+    before = {route: len(emulator.calls(route)) for route in ("identity", "entra_token")}
+    done = subprocess.run(  # noqa: S603 - this interpreter, our own script
+        [sys.executable, "-c", textwrap.dedent(APP)], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    if figures["status"] != 202:
+        raise SystemExit(f"the run answered {figures['status']}: {done.stdout}{done.stderr}")
+    return figures | {route: len(emulator.calls(route)) - count for route, count in before.items()}
+
+
+def measure(runs: int) -> dict[str, dict[str, float]]:
+    with Emulator(entra=True, latency=LATENCY) as emulator:
+        for tenant in CUSTOMER_TENANT_IDS:
+            emulator.add_tenant(tenant)
+        cases = {
+            "1 tenant": {"TENANT_IDS": CUSTOMER_TENANT_IDS[0]},
+            "6 tenants": {},
+            "6 tenants, TENANT_CONCURRENCY=1": {"TENANT_CONCURRENCY": "1"},
+        }
+        samples: dict[str, list[dict[str, float]]] = {case: [] for case in cases}
+        for _ in range(runs):  # interleaved, so drift in the machine's speed falls on every case alike
+            for case, extra in cases.items():
+                samples[case].append(run(emulator, **extra))
+    return {
+        case: {key: median([s[key] for s in found]) for key in ("seconds", "identity", "entra_token")}
+        for case, found in samples.items()
+    }
+
+
+def report(figures: dict[str, dict[str, float]]) -> tuple[str, str, list[str]]:
+    one, six = figures["1 tenant"]["seconds"], figures["6 tenants"]["seconds"]
+    identity = max(f["identity"] for f in figures.values())
+    lines = [
+        f"Measured on {machine()}, against the bundled emulator on loopback, every Graph answer {LATENCY:g} s "
+        "late; each tenant has one Exchange connector (a listing and a sync: two Graph calls). Median of the runs:",
+        "",
+        "| run | wall | identity requests | Entra requests |",
+        "|---|---|---|---|",
+        *(
+            f"| {case} | {f['seconds']:.2f} s | {f['identity']:.0f} | {f['entra_token']:.0f} |"
+            for case, f in figures.items()
+        ),
+        "",
+    ]
+    targets = [
+        "| target | limit | measured | |",
+        "|---|---|---|---|",
+        f"| 6 tenants vs 1 tenant | ≤ 1.5x | {six / one:.2f}x | {'met' if six / one <= 1.5 else 'MISSED'} |",
+        f"| identity requests per run | 1 | {identity:.0f} | {'met' if identity == 1 else 'MISSED'} |",
+    ]
+    missed = [line.split("|")[1].strip() for line in targets[2:] if "MISSED" in line]
+    return "\n".join(lines + targets), "\n".join(targets), missed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--write-readme", action="store_true")
+    args = parser.parse_args()
+    text, targets, missed = report(measure(args.runs))
+    print(text)
+    if args.write_readme:
+        write_readme_block("tenants", text)
+        write_readme_block("tenants-targets", targets, ROOT / "README.md")
+    if missed:
+        print(f"Missed: {', '.join(missed)}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
