@@ -170,10 +170,15 @@ def remedy(  # noqa: PLR0911 - one answer per kind of problem reads best as one 
             "has an active Intune licence. A new grant can take up to 24 hours to reach the identity's tokens."
         )
     if isinstance(error, GraphUnauthorized):
-        return (
-            "Graph refused the token: check that GRAPH_ENDPOINT is the Graph root of this tenant's cloud and "
-            "that the managed identity belongs to this tenant."
+        whose = (
+            f"tenant {tenant}'s token: check that GRAPH_ENDPOINT is the Graph root of that tenant's cloud"
+            if tenant
+            else (
+                "the token: check that GRAPH_ENDPOINT is the Graph root of this tenant's cloud and that the managed "
+                "identity belongs to this tenant"
+            )
         )
+        return f"Graph refused {whose}."
     if isinstance(error, NothingToSync):
         return target.none_advice if target else None
     if isinstance(error, GraphNotFound | UnknownObject):

@@ -268,6 +268,16 @@ def test_ids_need_one_tenant(tenants: Emulator) -> None:
     assert answer.json["error"]["field"] == "tenant"
 
 
+def test_a_refused_tenant_token_gets_that_tenants_remedy(tenants: Emulator) -> None:
+    tenants.fault("list", status=401, code="InvalidAuthenticationToken", times=2)
+
+    answer = call_webhook(params={"tenant": T1})
+
+    assert answer.json["error"]["code"] == "graphUnauthorized"
+    assert answer.json["error"]["remedy"].startswith(f"Graph refused tenant {T1}'s token")
+    assert token_requests(tenants) == {T1: 2}  # the held token was dropped and a new one tried, once
+
+
 def test_a_tenant_asked_of_a_single_tenant_deployment_is_400(app_env: Emulator) -> None:
     answer = call_webhook(params={"tenant": T1})
 
