@@ -18,7 +18,7 @@ import sys
 import textwrap
 import time
 
-from harness import ROOT, machine, median, write_readme_block
+from harness import ROOT, machine, median, publish
 
 from tests.emulator import MANAGED_READ_ROLE, PRIVILEGED_ROLE, DeviceFleet, Emulator, emulator_settings
 
@@ -160,14 +160,7 @@ def main() -> int:
     parser.add_argument("--syncs", type=int, default=1000)
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
-    text, targets, missed = report(listing(args.runs), syncing(args.syncs))
-    print(text)
-    if args.write_readme:
-        write_readme_block("devices", text)
-        write_readme_block("devices-targets", targets, ROOT / "README.md")
-    if missed:
-        print(f"Missed: {', '.join(missed)}")
-    return 1 if missed else 0
+    return publish("devices", *report(listing(args.runs), syncing(args.syncs)), write_readme=args.write_readme)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,15 @@ def write_readme_block(name: str, text: str, readme_path: Path = BENCHMARKS_READ
     if not pattern.search(readme):
         raise SystemExit(f"{readme_path} has no <!-- {name}:start --> ... <!-- {name}:end --> block")
     readme_path.write_text(pattern.sub(lambda m: f"{m.group(1)}{text.rstrip()}\n{m.group(2)}", readme))
+
+
+def publish(name: str, text: str, targets: str, missed: list[str], *, write_readme: bool) -> int:
+    """Print the figures; with ``write_readme``, put them in benchmarks/README.md (block ``name``) and the targets
+    in README.md (block ``name-targets``). The exit code: 1 when a target is missed."""
+    print(text)
+    if write_readme:
+        write_readme_block(name, text)
+        write_readme_block(f"{name}-targets", targets, README)
+    if missed:
+        print(f"Missed: {', '.join(missed)}")
+    return 1 if missed else 0

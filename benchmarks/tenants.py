@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 
-from harness import ROOT, machine, median, write_readme_block
+from harness import ROOT, machine, median, publish
 
 from tests.emulator import CUSTOMER_TENANT_IDS, Emulator, emulator_settings
 
@@ -94,14 +94,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
-    text, targets, missed = report(measure(args.runs))
-    print(text)
-    if args.write_readme:
-        write_readme_block("tenants", text)
-        write_readme_block("tenants-targets", targets, ROOT / "README.md")
-    if missed:
-        print(f"Missed: {', '.join(missed)}")
-    return 1 if missed else 0
+    return publish("tenants", *report(measure(args.runs)), write_readme=args.write_readme)
 
 
 if __name__ == "__main__":
