@@ -18,7 +18,7 @@ import sys
 import textwrap
 import time
 
-from harness import ROOT, machine, median, publish
+from harness import ROOT, machine, median, publish, targets_table
 
 from tests.emulator import MANAGED_READ_ROLE, PRIVILEGED_ROLE, DeviceFleet, Emulator, emulator_settings
 
@@ -141,17 +141,15 @@ def report(figures: dict[int, dict[str, float]], sync: dict[str, float]) -> tupl
         f"{sync['throttled']:.0f} of {sync['calls']:.0f} calls answered 429.",
         "",
     ]
-    targets = [
-        "| target | limit | measured | |",
-        "|---|---|---|---|",
-        f"| device listing vs raw loop (worst size) | ≤ 1.2x | {ratio:.2f}x | {'met' if ratio <= 1.2 else 'MISSED'} |",
-        f"| peak RSS growth, 1,000 → 100,000 devices | < 10 MiB | {growth:.1f} MiB | "
-        f"{'met' if growth < 10 else 'MISSED'} |",
-        f"| device writes vs the ceiling | ≥ 90% | {share:.0%} | {'met' if share >= 0.9 else 'MISSED'} |",
-        f"| device calls answered 429 | < 1% | {throttled:.1%} | {'met' if throttled < 0.01 else 'MISSED'} |",
-    ]
-    missed = [line.split("|")[1].strip() for line in targets[2:] if "MISSED" in line]
-    return "\n".join(lines + targets), "\n".join(targets), missed
+    targets, missed = targets_table(
+        [
+            ("device listing vs raw loop (worst size)", "≤ 1.2x", f"{ratio:.2f}x", ratio <= 1.2),
+            ("peak RSS growth, 1,000 → 100,000 devices", "< 10 MiB", f"{growth:.1f} MiB", growth < 10),
+            ("device writes vs the ceiling", "≥ 90%", f"{share:.0%}", share >= 0.9),
+            ("device calls answered 429", "< 1%", f"{throttled:.1%}", throttled < 0.01),
+        ]
+    )
+    return "\n".join(lines) + "\n" + targets, targets, missed
 
 
 def main() -> int:

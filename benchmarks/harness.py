@@ -116,6 +116,15 @@ def write_readme_block(name: str, text: str, readme_path: Path = BENCHMARKS_READ
     readme_path.write_text(pattern.sub(lambda m: f"{m.group(1)}{text.rstrip()}\n{m.group(2)}", readme))
 
 
+def targets_table(rows: Sequence[tuple[str, str, str, bool]]) -> tuple[str, list[str]]:
+    """The targets as a Markdown table (target, limit, measured, met), and the names of those missed."""
+    lines = ["| target | limit | measured | |", "|---|---|---|---|"]
+    lines += [
+        f"| {name} | {limit} | {measured} | {'met' if met else 'MISSED'} |" for name, limit, measured, met in rows
+    ]
+    return "\n".join(lines), [name for name, _, _, met in rows if not met]
+
+
 def publish(name: str, text: str, targets: str, missed: list[str], *, write_readme: bool) -> int:
     """Print the figures; with ``write_readme``, put them in benchmarks/README.md (block ``name``) and the targets
     in README.md (block ``name-targets``). The exit code: 1 when a target is missed."""

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 
-from harness import ROOT, machine, median, publish
+from harness import ROOT, machine, median, publish, targets_table
 
 from tests.emulator import CUSTOMER_TENANT_IDS, Emulator, emulator_settings
 
@@ -79,14 +79,13 @@ def report(figures: dict[str, dict[str, float]]) -> tuple[str, str, list[str]]:
         ),
         "",
     ]
-    targets = [
-        "| target | limit | measured | |",
-        "|---|---|---|---|",
-        f"| 6 tenants vs 1 tenant | ≤ 1.5x | {six / one:.2f}x | {'met' if six / one <= 1.5 else 'MISSED'} |",
-        f"| identity requests per run | 1 | {identity:.0f} | {'met' if identity == 1 else 'MISSED'} |",
-    ]
-    missed = [line.split("|")[1].strip() for line in targets[2:] if "MISSED" in line]
-    return "\n".join(lines + targets), "\n".join(targets), missed
+    targets, missed = targets_table(
+        [
+            ("6 tenants vs 1 tenant", "≤ 1.5x", f"{six / one:.2f}x", six / one <= 1.5),
+            ("identity requests per run", "1", f"{identity:.0f}", identity == 1),
+        ]
+    )
+    return "\n".join(lines) + "\n" + targets, targets, missed
 
 
 def main() -> int:
