@@ -434,6 +434,27 @@ def test_entra_that_trickles_is_cut_off_at_the_budget(tenants: Emulator, monkeyp
     assert {r["errorCode"] for r in answer.json["results"]} == {"identityUnavailable"}
 
 
+def test_an_identity_that_never_answers_stops_every_tenant_at_the_budget(
+    tenants: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One tenant asks the identity and hangs; the other waits for the same assertion: both end at the budget."""
+    monkeypatch.setenv("GRAPH_TIME_BUDGET_SECONDS", "5")
+    monkeypatch.setenv("GRAPH_TIMEOUT_SECONDS", "20")
+    tenants.fault("identity", delay=30)
+
+    started = time.monotonic()
+    answer = call_webhook()
+
+    assert time.monotonic() - started < 5 + 2
+    assert answer.status == 503
+    assert [(r["tenant"], r["errorCode"]) for r in answer.json["results"]] == [
+        (T1, "identityUnavailable"),
+        (T2, "identityUnavailable"),
+    ]
+    assert all("time budget" in r["message"] for r in answer.json["results"])
+    assert len(tenants.calls("identity")) == 1
+
+
 @pytest.mark.parametrize(
     "body", [b"<html>Service unavailable</html>", b'{"access_token": 7}', b'{"token_type": "Bearer"}'], ids=str
 )
