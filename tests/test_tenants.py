@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -105,18 +106,12 @@ def test_entra_receives_the_identity_token_as_the_client_assertion(tenants: Emul
 
     [assertion] = [t for t in tenants.tokens if t.audience == EXCHANGE_AUDIENCE]
     for call in tenants.calls("entra_token"):
-        form = {k: v[0] for k, v in json_form(call).items()}
+        form = {k: v[0] for k, v in parse_qs(call.body.decode()).items()}
         assert form["grant_type"] == "client_credentials"
         assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
         assert form["client_assertion"] == assertion.value
         assert form["client_id"] == TENANT_APP_CLIENT_ID
         assert form["scope"] == f"{tenants.url}/.default"
-
-
-def json_form(call: Received) -> dict[str, list[str]]:
-    from urllib.parse import parse_qs  # noqa: PLC0415
-
-    return parse_qs(call.body.decode())
 
 
 def test_tokens_are_kept_across_invocations(tenants: Emulator) -> None:
