@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from shared import run
 from shared import tenants as tenancy
-from shared.errors import ConfigurationError, GraphError, IdentityUnavailable
+from shared.errors import ConfigurationError, GraphError, IdentityUnavailable, InternalError, contained
 from shared.graph import Deadline, GraphClient, client_for
 from shared.permissions import held_app_roles, token_claims
 from shared.settings import Settings, parse_settings, remember_secrets
 from shared.targets import TARGETS, permissions_for
+from shared.targets.base import Health
 
+log = logging.getLogger(__name__)
 # What lists the connectors, as the operator at a terminal runs it (the webhook's answers name GET /api/sync).
 LISTER = "python -m shared status"
 GRANT_DELAY = "A new grant can take up to 24 hours to reach the identity's cached tokens."
@@ -210,7 +214,10 @@ def _target_findings(
             advice = target.none_advice
             findings.append(Finding(advice is None, state.target, target.nothing_found(), advice))
         for obj in state.objects:
-            health = target.health(obj, now, max_age)
+            try:
+                health = contained(log, f"checking {state.target} {obj.id}", partial(target.health, obj, now, max_age))
+            except InternalError as exc:
+                health = Health(False, str(exc))
             findings.append(Finding(health.ok, f"{state.target} {obj.id}", health.detail, health.fix))
     return findings + _expiry_findings(settings, states, tenant)
 

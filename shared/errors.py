@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def json_type(value: object) -> str:
@@ -155,6 +159,14 @@ class TargetNotEnabled(SyncAppError):
     """A sync target that ``SYNC_TARGETS`` does not enable."""
 
 
+class InternalError(SyncAppError):
+    """An exception this app did not expect (a defect), caught around one object or one target's listing so that
+    it is that object's or target's result, never the whole run's. Its trace is logged where it is caught."""
+
+    def __init__(self, where: str, exc: BaseException) -> None:
+        super().__init__(f"unexpected failure in this app {where} ({type(exc).__name__}); the trace is in the log")
+
+
 class SyncFailed(SyncAppError):
     """A run in which some connector was not synced; raised after every connector was tried."""
 
@@ -175,3 +187,15 @@ class InvalidSignature(InvalidRequest):
 
     def __init__(self, header: str, message: str) -> None:
         super().__init__(header, message, status=401)
+
+
+def contained(log: logging.Logger, where: str, work: Callable[[], T]) -> T:
+    """``work``'s result; an exception no rule expected is logged with its trace and raised as :class:`InternalError`,
+    so that it stays one object's or one target's result. This app's own errors pass as they are."""
+    try:
+        return work()
+    except SyncAppError:
+        raise
+    except Exception as exc:
+        log.exception("Unexpected failure %s", where)
+        raise InternalError(where, exc) from None

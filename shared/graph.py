@@ -345,7 +345,11 @@ class GraphClient:
         return held.token
 
     def _drop_token(self) -> None:
-        """Forget the held token and the credential's cache, so the next call fetches a new token."""
+        """Forget the held token and the credential's cache, so the next call fetches a new token.
+
+        Also after a failed token request: msal keeps a failed answer (429, 5xx) and serves it again for 5 s, or
+        for its Retry-After up to an hour, without asking (``msal.throttled_http_client``), where every invocation
+        must ask for itself. The old credential's transport is the shared session, so it is not closed."""
         self._token = None
         self._credential = self._new_credential()
 
@@ -360,6 +364,7 @@ class GraphClient:
             # without guarding it, so a malformed answer escapes as ValueError, AttributeError, ... Whatever
             # the class, it means one thing here: no token.
             except Exception as exc:
+                self._drop_token()
                 if self.tenant is not None and not _out_of_time(exc, exchange):
                     raise entra_failure(
                         exc,
@@ -485,11 +490,13 @@ def _assertion_for(settings: GraphSettings) -> Assertion:
     credential = _managed_identity(settings, session) if settings.identity_endpoint is not None else None
 
     def fetch() -> AccessTokenInfo:
+        nonlocal credential
         if credential is None:
             raise IdentityUnavailable(f"{source}: IDENTITY_ENDPOINT is not set. {_identity_fix(settings)}")
         try:
             return credential.get_token_info(f"{audience}/.default")
         except Exception as exc:  # as in GraphClient._new_token: any class means no token
+            credential = _managed_identity(settings, session)  # as GraphClient._drop_token says
             raise _no_token(source, exc, settings, current_exchange()) from None
 
     return Assertion(fetch)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from shared import tenants as tenancy
@@ -23,6 +24,7 @@ from shared.errors import (
     GraphThrottled,
     GraphUnauthorized,
     IdentityUnavailable,
+    InternalError,
     NothingToSync,
     OutOfTime,
     SyncAppError,
@@ -30,6 +32,7 @@ from shared.errors import (
     TenantNotConsented,
     TimeBudgetExhausted,
     UnknownObject,
+    contained,
 )
 from shared.graph import Deadline, GraphClient, client_for
 from shared.settings import Settings, load_settings
@@ -228,8 +231,12 @@ def target_states(
         target = TARGETS[name]
         configured = settings.ids_for(name)
         try:
-            objects = resolve_objects(graph, settings, target, requested or None, deadline, read_configured=True)
-        except (GraphError, IdentityUnavailable) as exc:
+            objects = contained(
+                log,
+                f"reading {name}" + (f" in tenant {tenant}" if tenant else ""),
+                partial(resolve_objects, graph, settings, target, requested or None, deadline, read_configured=True),
+            )
+        except (GraphError, IdentityUnavailable, InternalError) as exc:
             states.append(TargetState(name, error=exc, tenant=tenant))
             continue
         found = {o.id for o in objects}
@@ -368,8 +375,10 @@ def _run_tenant(
             continue
         read_started = time.monotonic()
         try:
-            objects = resolve_objects(graph, settings, target, ids, deadline)
-        except (GraphError, IdentityUnavailable) as exc:
+            objects = contained(
+                log, f"listing {name}{where}", partial(resolve_objects, graph, settings, target, ids, deadline)
+            )
+        except (GraphError, IdentityUnavailable, InternalError) as exc:
             record(
                 ObjectResult(
                     name,
@@ -397,7 +406,7 @@ def _run_tenant(
             if held_by is not None:
                 result = ObjectResult(name, obj.id, "skipped", 0, reason="notAttempted", error=held_by)
             else:
-                result = _sync_gated(graph, settings, target, obj, sync_type=sync_type, deadline=deadline)
+                result = _sync_isolated(graph, settings, target, obj, sync_type=sync_type, deadline=deadline)
                 if isinstance(result.error, RUN_STOPPING):
                     stopped_by = result.error
                 elif isinstance(result.error, TARGET_STOPPING):
@@ -428,6 +437,25 @@ def scheduled_sync(*, past_due: bool) -> SyncReport:
     if not report.ok:
         raise SyncFailed(" ".join([report.summary(), *report.failures(), *report.remedies()]))
     return report
+
+
+def _sync_isolated(
+    graph: GraphClient,
+    settings: Settings,
+    target: Target,
+    obj: SyncObject,
+    *,
+    sync_type: str | None,
+    deadline: Deadline,
+) -> ObjectResult:
+    """One object's sync, whatever it raises: one object's trouble is that object's result."""
+    where = f"syncing {target.name} {obj.id}" + (f" in tenant {graph.tenant}" if graph.tenant else "")
+    try:
+        return contained(
+            log, where, partial(_sync_gated, graph, settings, target, obj, sync_type=sync_type, deadline=deadline)
+        )
+    except InternalError as exc:
+        return ObjectResult(target.name, obj.id, "failed", 0, error=exc)
 
 
 def _sync_gated(

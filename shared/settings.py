@@ -16,14 +16,13 @@ from shared.federation import PUBLIC_AUTHORITY
 from shared.graph import GraphSettings
 from shared.redaction import remember
 from shared.targets import DEFAULT, TARGETS
-from shared.targets.base import validate_object_id
+from shared.targets.base import GUID, validate_object_id
 from shared.targets.exchange_connectors import SYNC_TYPES, SyncType, is_sync_type
 from shared.targets.managed_devices import OPERATING_SYSTEMS, DeviceSelection
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_DEVICES = DeviceSelection(timedelta(hours=24), 100, ())
-GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 
 
 @dataclass(frozen=True)

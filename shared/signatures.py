@@ -6,7 +6,7 @@ Two schemes, one secret:
   ``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 of ``{id}.{timestamp}.{body}``). The key is the
   base64-decoded secret after an optional ``whsec_`` prefix, as the scheme's reference libraries read it. The
   timestamp must be within 5 minutes and an id is accepted once per instance, so a captured request cannot be
-  replayed. Preferred.
+  replayed (a delivery answered 5xx may be retried with its id, as the scheme's senders do). Preferred.
 - GitHub's ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>``, keyed with the secret's text as is.
   It covers the body only, with no timestamp: a captured request can be replayed.
 
@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from shared.errors import InvalidRequest, InvalidSignature
 
@@ -37,26 +38,57 @@ FUNCTION_KEY_PARAMETER = "code"
 
 
 class ReplayGuard:
-    """The ``webhook-id``s accepted on this instance within the timestamp tolerance; older ones need no memory,
-    since their timestamps are refused anyway."""
+    """The ``webhook-id``s of this instance's deliveries within the timestamp tolerance (older ones need no memory,
+    since their timestamps are refused anyway).
+
+    An id is held while its delivery is handled, and kept as used only once it was answered 2xx or 4xx: a 5xx
+    (Graph throttled, the identity down) tells the sender to retry, and Standard Webhooks senders retry with the
+    same id, so such an id is let go again.
+    """
 
     def __init__(self, window: float = 2 * TOLERANCE_SECONDS) -> None:
         self._window = window
-        self._seen: dict[str, float] = {}
+        self._seen: dict[str, tuple[float, bool]] = {}  # id -> (when, still being handled)
         self._lock = threading.Lock()
 
-    def first_use(self, webhook_id: str) -> bool:
+    def claim(self, webhook_id: str) -> None:
+        """Hold ``webhook_id`` for this delivery; raise when it was used, or is being handled right now."""
         now = time.monotonic()
         with self._lock:
-            for old in [i for i, at in self._seen.items() if now - at > self._window]:
+            for old in [i for i, (at, _) in self._seen.items() if now - at > self._window]:
                 del self._seen[old]
-            if webhook_id in self._seen:
-                return False
-            self._seen[webhook_id] = now
-            return True
+            held = self._seen.get(webhook_id)
+            if held is None:
+                self._seen[webhook_id] = (now, True)
+                return
+        if held[1]:
+            log.warning("Webhook request refused: a delivery with the same webhook-id is being handled")
+            raise InvalidRequest(
+                "webhook-id", "a delivery with this id is being handled now; retry once it is answered", status=409
+            )
+        log.warning("Webhook request refused: a webhook-id already used on this instance")
+        raise InvalidSignature("webhook-id", "was already used: a signed request is accepted once")
+
+    def settle(self, webhook_id: str, status: int) -> None:
+        """The delivery was answered ``status``: its id is used, unless the answer asked the sender to retry."""
+        with self._lock:
+            if status >= 500:
+                self._seen.pop(webhook_id, None)
+            elif webhook_id in self._seen:
+                self._seen[webhook_id] = (self._seen[webhook_id][0], False)
 
 
 _REPLAYS = ReplayGuard()
+
+
+class Delivery(NamedTuple):
+    """A signed delivery being handled: :meth:`settle` it with the status it was answered."""
+
+    webhook_id: str
+    replays: ReplayGuard
+
+    def settle(self, status: int) -> None:
+        self.replays.settle(self.webhook_id, status)
 
 
 def verify_request(
@@ -65,13 +97,15 @@ def verify_request(
     body: bytes,
     params: Mapping[str, str],
     replays: ReplayGuard = _REPLAYS,
-) -> None:
-    """Raise unless the request is signed with ``secret`` (nothing is checked when no secret is set)."""
+) -> Delivery | None:
+    """Raise unless the request is signed with ``secret`` (nothing is checked when no secret is set). A Standard
+    Webhooks delivery comes back as a :class:`Delivery`, its id held until it is settled with the answer's status."""
     if secret is None:
-        return
+        return None
     lowered = {name.lower(): value for name, value in headers.items()}
+    delivery = None
     if any(name in lowered for name in STANDARD_HEADERS):
-        _verify_standard(secret, lowered, body, replays)
+        delivery = Delivery(_verify_standard(secret, lowered, body), replays)
     else:
         _verify_github(secret, lowered.get(GITHUB_HEADER.lower()), body)
     unsigned = sorted(name for name in params if name != FUNCTION_KEY_PARAMETER)
@@ -81,6 +115,9 @@ def verify_request(
             f"query parameters ({', '.join(unsigned)}) are not covered by the signature, so with WEBHOOK_HMAC_SECRET "
             "set they are refused: put them in the signed JSON body",
         )
+    if delivery is not None:
+        replays.claim(delivery.webhook_id)
+    return delivery
 
 
 def _verify_github(secret: str, provided: str | None, body: bytes) -> None:
@@ -97,7 +134,8 @@ def _verify_github(secret: str, provided: str | None, body: bytes) -> None:
         raise InvalidSignature(GITHUB_HEADER, "does not match the body")
 
 
-def _verify_standard(secret: str, headers: Mapping[str, str], body: bytes, replays: ReplayGuard) -> None:
+def _verify_standard(secret: str, headers: Mapping[str, str], body: bytes) -> str:
+    """The delivery's ``webhook-id``, once its timestamp and signature are good."""
     webhook_id, timestamp, signatures = (headers.get(name, "").strip() for name in STANDARD_HEADERS)
     for name, value in zip(STANDARD_HEADERS, (webhook_id, timestamp, signatures), strict=True):
         if not value:
@@ -115,9 +153,7 @@ def _verify_standard(secret: str, headers: Mapping[str, str], body: bytes, repla
     if expected is None or not any(_matches(expected, entry) for entry in signatures.split()):
         log.warning("Webhook request refused: webhook-signature does not match")
         raise InvalidSignature("webhook-signature", "does not match the request (v1,<base64 HMAC-SHA256>)")
-    if not replays.first_use(webhook_id):
-        log.warning("Webhook request refused: a webhook-id already used on this instance")
-        raise InvalidSignature("webhook-id", "was already used: a signed request is accepted once")
+    return webhook_id
 
 
 def standard_webhooks_key(secret: str) -> bytes | None:

@@ -11,9 +11,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any, NamedTuple
 
-from shared.errors import GraphError, GraphForbidden, IdentityUnavailable, SyncAppError, TimeBudgetExhausted
+from shared.errors import (
+    GraphError,
+    GraphForbidden,
+    IdentityUnavailable,
+    InternalError,
+    SyncAppError,
+    TimeBudgetExhausted,
+    contained,
+)
 from shared.graph import Deadline, GraphClient
 from shared.targets import WATCHED, SyncObject
 from shared.targets.base import Standing
@@ -75,16 +84,23 @@ def check(
             continue
         if objects is None:
             try:
-                objects = watched.read(graph, deadline)
+                objects = contained(log, f"reading {name}", partial(watched.read, graph, deadline))
             except GraphForbidden:
                 unchecked.append(Unchecked(name, watched.permission, f"not checked: needs {watched.permission}"))
                 continue
-            except (GraphError, IdentityUnavailable) as exc:
+            except (GraphError, IdentityUnavailable, InternalError) as exc:
                 unchecked.append(Unchecked(name, watched.permission, f"not checked: {exc}"))
                 # No token, or no time left: every further read would fail the same way.
                 stopped = exc if isinstance(exc, IdentityUnavailable | TimeBudgetExhausted) else None
                 continue
-        standings += [s for s in (watched.standing(o, now, warning) for o in objects) if s is not None]
+        for obj in objects:
+            try:
+                standing = contained(log, f"judging {name} {obj.id}", partial(watched.standing, obj, now, warning))
+            except InternalError as exc:
+                unchecked.append(Unchecked(name, watched.permission, f"not checked: {exc}"))
+                continue
+            if standing is not None:
+                standings.append(standing)
     return WatchReport(tuple(standings), tuple(unchecked), warning_days, now, tenant)
 
 

@@ -19,6 +19,7 @@ from shared.errors import (
     ConfigurationError,
     GraphNotFound,
     GraphThrottled,
+    InternalError,
     InvalidObjectId,
     InvalidRequest,
     NothingToSync,
@@ -77,26 +78,36 @@ def handle(
 
     Order matters: nothing of the body is parsed before its size and its signature are checked.
     """
+    delivery = None
     try:
         if method.upper() not in ("GET", "POST"):
             raise InvalidRequest("method", "use GET or POST", status=405)
         if len(body) > MAX_BODY_BYTES:
             raise InvalidRequest("body", f"is larger than {MAX_BODY_BYTES // 1024} KiB", status=413)
         settings = load_settings()
-        signatures.verify_request(settings.webhook_secret, headers, body, params)
-        routed = enabled_target(settings, target) if target else None
-        if method.upper() == "GET":
-            ids = _ids(routed, None, params) if routed else _legacy_ids(None, params)
-            if routed is None and ids is not None:
-                routed = enabled_target(settings, EXCHANGE)
-            tenants = _tenants(settings, None, params, ids)
-            return _state(settings, routed.name if routed else None, ids, tenants)
-        return _sync(settings, parse_sync_request(body, params, settings, routed))
+        delivery = signatures.verify_request(settings.webhook_secret, headers, body, params)
+        answer = _answer(settings, method, body, params, target)
     except SyncAppError as exc:
-        return _error_answer(exc)
+        answer = _error_answer(exc)
     except Exception:  # the last line of defence: log it for us, answer without internals
         log.exception("Unexpected failure in the sync webhook")
-        return WebhookAnswer(500, {"error": {"code": "internalError", "message": "Unexpected failure; see logs."}})
+        answer = WebhookAnswer(500, {"error": {"code": "internalError", "message": "Unexpected failure; see logs."}})
+    if delivery is not None:
+        delivery.settle(answer.status)
+    return answer
+
+
+def _answer(
+    settings: Settings, method: str, body: bytes, params: Mapping[str, str], target: str | None
+) -> WebhookAnswer:
+    routed = enabled_target(settings, target) if target else None
+    if method.upper() == "GET":
+        ids = _ids(routed, None, params) if routed else _legacy_ids(None, params)
+        if routed is None and ids is not None:
+            routed = enabled_target(settings, EXCHANGE)
+        tenants = _tenants(settings, None, params, ids)
+        return _state(settings, routed.name if routed else None, ids, tenants)
+    return _sync(settings, parse_sync_request(body, params, settings, routed))
 
 
 def enabled_target(settings: Settings, name: str) -> Target:
@@ -299,7 +310,7 @@ def _state(
 
 def _worst(failures: list[Any]) -> Any:
     """The failure that decides the answer's status: wait-and-retry beats Graph failure beats not-found."""
-    return max(failures, key=lambda f: {503: 3, 502: 2}.get(_status(f.error), 1))
+    return max(failures, key=lambda f: {503: 3, 502: 2, 500: 2}.get(_status(f.error), 1))
 
 
 def _status(error: SyncAppError) -> int:
@@ -309,6 +320,8 @@ def _status(error: SyncAppError) -> int:
         error, UnknownObject | NothingToSync | GraphNotFound | UnknownTarget | TargetNotEnabled | UnknownTenant
     ):
         return 404
+    if isinstance(error, InternalError):  # ours, not Graph's: the others' results are in the answer
+        return 500
     if isinstance(error, TenantNotConsented):  # not transient: waiting will not help, the tenant's consent will
         return 502
     if isinstance(error, (*run.RUN_STOPPING, GraphThrottled, ConfigurationError)):

@@ -94,6 +94,7 @@ CUSTOMER_TENANT_IDS = (
 )
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ENTRA_ROUTES = ("entra_token", "entra_discovery")
+HOLD_LIMIT = 30.0
 
 
 def free_port() -> int:
@@ -290,6 +291,10 @@ class DeviceFleet:
         self.writes: list[float] = []
         self.throttled = 0
         self.ignore_filters = False  # as Graph does with a filter it does not support
+        # Device i's lastSyncDateTime written as given (any RFC 3339 form), instead of Graph's usual one.
+        self.written: dict[int, str] = {}
+        # Device i listed this many times, as Graph lists a device again when the listing shifts between pages.
+        self.repeated: dict[int, int] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -302,16 +307,16 @@ class DeviceFleet:
         return int(found[1], 16) if found and int(found[1], 16) == int(found[2], 16) else None
 
     def last_sync(self, index: int) -> datetime:
-        synced = self.synced.get(index)
+        synced = self.synced.get(index, self.written.get(index))
         if synced is not None:
-            return datetime.fromisoformat(synced.replace("Z", "+00:00"))
+            return datetime.fromisoformat(synced.upper().replace("Z", "+00:00"))
         return self.made - timedelta(hours=(index * 7919) % 9600 / 100)
 
     def device(self, index: int) -> dict[str, Any]:
         return {
             "id": self.device_id(index),
             "deviceName": f"DEVICE-{index:06d}",
-            "lastSyncDateTime": self.last_sync(index).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastSyncDateTime": self.written.get(index) or self.last_sync(index).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "operatingSystem": DEVICE_SYSTEMS[index % len(DEVICE_SYSTEMS)],
             "complianceState": "compliant",
             "managementAgent": "mdm",
@@ -387,6 +392,8 @@ class Fault:
     message: str = "Emulated failure"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    # The answer waits until the test sets this (at most HOLD_LIMIT seconds): a call kept in flight on purpose.
+    hold: threading.Event | None = None
     drop: bool = False
     drop_midway: bool = False
     body: bytes | None = None
@@ -552,6 +559,11 @@ class Emulator:
         with self._lock:
             self._faults.setdefault(route, []).append(spoilt)
         return spoilt
+
+    def mend(self, route: str) -> None:
+        """Drop the faults still queued for ``route``: it behaves again from now on."""
+        with self._lock:
+            self._faults.pop(route, None)
 
     def calls(self, route: str | None = None) -> list[Received]:
         with self._lock:
@@ -767,6 +779,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Carry out a fault; True when it has answered (or hung up) instead of the route."""
         if spoilt.delay:
             time.sleep(spoilt.delay)
+        if spoilt.hold is not None:
+            spoilt.hold.wait(HOLD_LIMIT)
         with contextlib.suppress(OSError):  # the app hanging up mid-answer is what several faults test
             return self._misbehave(spoilt)
         self.close_connection = True
@@ -992,6 +1006,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._graph_error(429, "TooManyRequests", "Too many device writes.", {"Retry-After": f"{max(1, wait):.0f}"})
         else:
             fleet.synced[index] = graph_time()
+            fleet.written.pop(index, None)
             self._send(204, b"")
 
     def _device_page(self, fleet: DeviceFleet, query: dict[str, list[str]]) -> None:
@@ -1002,7 +1017,7 @@ class _Handler(BaseHTTPRequestHandler):
         page, index = [], start
         while index < fleet.count and len(page) < 1000:
             if fleet.matches(index, clauses):
-                page.append(_selected(fleet.device(index), query))
+                page += [_selected(fleet.device(index), query)] * fleet.repeated.get(index, 1)
             index += 1
         body: dict[str, Any] = {"value": page}
         if index < fleet.count:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,8 +17,19 @@ A = "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"
 B = "0b9a2f51-7c1e-4a8e-b7c4-5d2f3e9a8c02"
 
 
-def concurrently(bodies: list[dict]) -> list[Answer]:
-    """Start the first request, then the others while it is still in flight."""
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Until ``condition`` holds: an event to wait for, never a guess at how long the machine takes."""
+    ends = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < ends, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def concurrently(emulator: Emulator, bodies: list[dict], **fault: object) -> list[Answer]:
+    """The first request's sync is held in flight at Graph (with ``fault``) while the others arrive; it is let go
+    once every other request has read its objects, the last step before the sync itself."""
+    release = threading.Event()
+    emulator.fault("sync", hold=release, **fault)
     answers: list[Answer | None] = [None] * len(bodies)
 
     def post(index: int) -> None:
@@ -25,9 +37,12 @@ def concurrently(bodies: list[dict]) -> list[Answer]:
 
     threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
     threads[0].start()
-    time.sleep(0.2)
+    wait_for(lambda: len(emulator.calls("sync")) == 1, "the first sync to reach Graph")
     for thread in threads[1:]:
         thread.start()
+    wait_for(lambda: len(emulator.calls("list")) == len(bodies), "every request to read its objects")
+    time.sleep(0.3)  # from the listing's answer to the gate is a few lines of Python
+    release.set()
     for thread in threads:
         thread.join(timeout=30)
     assert all(a is not None for a in answers)
@@ -35,9 +50,7 @@ def concurrently(bodies: list[dict]) -> list[Answer]:
 
 
 def test_requests_arriving_during_a_sync_join_it_and_share_its_result(app_env: Emulator) -> None:
-    app_env.fault("sync", delay=0.6)
-
-    answers = concurrently([{"connectorIds": [A]}] * 5)
+    answers = concurrently(app_env, [{"connectorIds": [A]}] * 5)
 
     assert [a.status for a in answers] == [202] * 5
     assert len(app_env.calls("sync")) == 1
@@ -48,17 +61,15 @@ def test_requests_arriving_during_a_sync_join_it_and_share_its_result(app_env: E
 
 
 def test_different_sync_types_are_not_joined(app_env: Emulator) -> None:
-    app_env.fault("sync", delay=0.6)
-
-    concurrently([{"connectorIds": [A], "syncType": "deltaSync"}, {"connectorIds": [A], "syncType": "fullSync"}])
+    concurrently(
+        app_env, [{"connectorIds": [A], "syncType": "deltaSync"}, {"connectorIds": [A], "syncType": "fullSync"}]
+    )
 
     assert sorted(r.json()["syncType"] for r in app_env.calls("sync")) == ["deltaSync", "fullSync"]
 
 
 def test_joined_requests_share_a_failure_too(app_env: Emulator) -> None:
-    app_env.fault("sync", status=500, delay=0.6)
-
-    answers = concurrently([{"connectorIds": [A]}] * 3)
+    answers = concurrently(app_env, [{"connectorIds": [A]}] * 3, status=500)
 
     assert [a.status for a in answers] == [502] * 3
     assert len(app_env.calls("sync")) == 1

@@ -167,3 +167,19 @@ def test_an_identity_failure_is_one_log_line_not_three(
     about_the_token = [r for r in caplog.records if "get_token" in r.getMessage() or "Could not get" in r.getMessage()]
     assert len(about_the_token) == 1
     assert about_the_token[0].name.startswith("shared.")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Retry-After": "600"}])
+def test_after_the_identity_endpoint_failed_the_next_invocation_asks_it_again(
+    app_env: Emulator, headers: dict[str, str]
+) -> None:
+    """msal keeps a failed answer for 5 s (or its Retry-After) and would serve it again without asking."""
+    app_env.fault("identity", status=500, headers=headers, times=100)
+    assert call_webhook().status == 503
+    app_env.mend("identity")
+    asked = len(app_env.calls("identity"))
+
+    answer = call_webhook()
+
+    assert answer.status == 202
+    assert len(app_env.calls("identity")) == asked + 1

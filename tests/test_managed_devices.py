@@ -18,7 +18,7 @@ from shared.errors import ConfigurationError
 from shared.settings import parse_settings
 from shared.targets.managed_devices import _sync_key
 from tests.conftest import call_webhook, fire_timer
-from tests.emulator import MANAGED_READ_ROLE, PRIVILEGED_ROLE, DeviceFleet, Emulator
+from tests.emulator import MANAGED_READ_ROLE, PRIVILEGED_ROLE, DeviceFleet, Emulator, graph_time
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALE = 0.01  # the emulated write window: 20 s x 0.01 = 0.2 s
@@ -212,6 +212,48 @@ def test_get_reports_counts_not_every_device(app_env: Emulator, fleet: DeviceFle
     assert "objects" not in devices
 
 
+def test_a_device_graph_lists_several_times_is_counted_and_synced_once(app_env: Emulator, fleet: DeviceFleet) -> None:
+    app_env.devices = DeviceFleet(2, time_scale=SCALE)
+    app_env.devices.written = {0: graph_time(-timedelta(hours=30)), 1: graph_time(-timedelta(hours=40))}
+    app_env.devices.repeated = {0: 3, 1: 2}  # 5 entries of 2 devices
+
+    devices = call_webhook("GET", target="managedDevices").json["targets"]["managedDevices"]
+    answer = call_webhook(target="managedDevices")
+
+    assert (devices["listed"], devices["stale"], devices["toSync"]) == (2, 2, 2)
+    assert answer.json["summary"] == {"accepted": 2, "failed": 0, "skipped": 0}
+    assert sorted(synced_ids(app_env)) == [DeviceFleet.device_id(0), DeviceFleet.device_id(1)]
+
+
+@pytest.mark.parametrize(
+    ("written", "stale"),
+    [
+        ("{hour_ago}z", False),  # RFC 3339 allows a lower-case z: synced an hour ago, not never
+        ("{hour_ago}Z".replace("T", "t"), False),
+        ("{day_and_more_ago}z", True),
+        ("9999-12-31T23:59:59-01:00", False),  # past the end of year 9999 in UTC
+        ("9999-12-31T23:59:59.9999999Z", False),
+    ],
+)
+def test_a_last_sync_in_any_rfc_3339_form_decides_staleness_without_failing_the_run(
+    app_env: Emulator, fleet: DeviceFleet, written: str, stale: bool
+) -> None:
+    fleet.ignore_filters = True  # the app's own check alone decides
+    now = datetime.now(timezone.utc)
+    fleet.written[0] = written.format(
+        hour_ago=(now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+        day_and_more_ago=(now - timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    every_stale = {fleet.device_id(i) for i in range(1, fleet.count) if fleet.last_sync(i) < now - timedelta(hours=24)}
+
+    devices = call_webhook("GET", target="managedDevices").json["targets"]["managedDevices"]
+    answer = call_webhook(target="managedDevices")
+
+    assert devices["stale"] == len(every_stale) + stale
+    assert answer.status == 202
+    assert answer.json["summary"]["accepted"] == 100
+
+
 @pytest.mark.parametrize(
     ("roles", "missing"), [((MANAGED_READ_ROLE,), PRIVILEGED_ROLE), ((PRIVILEGED_ROLE,), MANAGED_READ_ROLE)]
 )
@@ -279,3 +321,4 @@ def test_a_last_sync_in_any_iso_form_is_read_as_the_same_time(written: str) -> N
     assert _sync_key(written) == 20261120083000
     assert _sync_key("0001-01-01T00:00:00Z") < _sync_key(written)
     assert _sync_key(None) == _sync_key("garbage") == 0
+    assert _sync_key(written.replace("T", "t").replace("Z", "z")) == 20261120083000

@@ -319,3 +319,107 @@ def test_min_interval_and_coalescing_are_kept_per_target_and_object(
     assert [(r["outcome"], r["reason"]) for r in again.json["results"]] == [("skipped", "tooSoon")] * 2
     assert all(r["nextAllowedAt"] for r in again.json["results"])
     assert driver.json["summary"]["accepted"] == 1
+
+
+# Graph's largest DateTimeOffset, and the same instant one hour west of UTC: past the end of year 9999 in UTC.
+FAR_FUTURE = ("9999-12-31T23:59:59.9999999Z", "9999-12-31T23:59:59.9999999-01:00", "9999-12-31T23:59:59-01:00")
+
+
+@pytest.mark.parametrize("when", FAR_FUTURE)
+def test_far_future_trigger_dates_are_too_soon_and_every_other_object_still_syncs(
+    every_target: Emulator, when: str
+) -> None:
+    every_target.objects["depOnboardingSettings"][DEP_ID]["lastSyncTriggeredDateTime"] = when
+    every_target.objects["windowsAutopilotSettings"] = {
+        "a": {**autopilot_settings(), "lastManualSyncTriggerDateTime": when}
+    }
+
+    answer = call_webhook()
+
+    skipped = {
+        (r["target"], r["reason"], r["nextAllowedAt"]) for r in answer.json["results"] if r["outcome"] == "skipped"
+    }
+    assert answer.status == 202
+    assert skipped == {
+        ("depOnboardingSettings", "tooSoon", "9999-12-31T23:59:59+00:00"),
+        ("windowsAutopilotSettings", "tooSoon", "9999-12-31T23:59:59+00:00"),
+    }
+    assert answer.json["summary"] == {"accepted": 6, "failed": 0, "skipped": 2}
+    run.scheduled_sync(past_due=False)  # the timer does not raise either
+
+
+@pytest.mark.parametrize("when", FAR_FUTURE)
+def test_far_future_expiry_dates_are_read_by_the_watch_and_get(every_target: Emulator, when: str) -> None:
+    every_target.objects["depOnboardingSettings"][DEP_ID]["tokenExpirationDateTime"] = when
+    every_target.objects["vppTokens"][VPP_IDS[0]]["expirationDateTime"] = when
+
+    answer = call_webhook("GET")
+
+    expiring = {o["id"]: o["expires"] for o in answer.json["expiry"]["objects"] if o["id"] in (DEP_ID, VPP_IDS[0])}
+    assert answer.status == 200
+    assert expiring == {DEP_ID: "9999-12-31T23:59:59+00:00", VPP_IDS[0]: "9999-12-31T23:59:59+00:00"}
+    assert answer.json["expiry"]["findings"] == []
+
+
+@pytest.mark.parametrize("written", ["{}z", "{}Z", "{}.1234567z"])
+def test_a_trigger_time_with_a_lower_case_z_keeps_the_15_minute_rule(every_target: Emulator, written: str) -> None:
+    five_minutes_ago = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    every_target.objects["depOnboardingSettings"][DEP_ID]["lastSyncTriggeredDateTime"] = written.format(
+        five_minutes_ago
+    )
+
+    answer = call_webhook(target="depOnboardingSettings")
+
+    assert [(r["outcome"], r["reason"]) for r in answer.json["results"]] == [("skipped", "tooSoon")]
+    assert posted(every_target) == []
+
+
+@pytest.mark.parametrize("how", ["body", "query"])
+def test_ids_are_guids_that_match_in_any_case(every_target: Emulator, how: str) -> None:
+    shouted = VPP_IDS[1].upper()
+    body, params = ({"ids": [shouted]}, None) if how == "body" else (None, {"id": shouted})
+
+    answer = call_webhook(body=body, params=params, target="vppTokens")
+
+    assert answer.status == 202
+    assert [(r["id"], r["outcome"]) for r in answer.json["results"]] == [(VPP_IDS[1], "accepted")]
+    assert [p for p, _ in posted(every_target)] == [f"/v1.0/deviceAppManagement/vppTokens/{VPP_IDS[1]}/syncLicenses"]
+
+
+def test_configured_connector_ids_and_requested_ones_match_in_any_case(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXCHANGE_CONNECTOR_IDS", f"{A.upper()},{A}")
+
+    answer = call_webhook(body={"connectorIds": [A.upper()]})
+    state = call_webhook("GET")
+
+    assert answer.status == 202
+    assert [r["id"] for r in answer.json["results"]] == [A]
+    assert state.json["missing"] == []
+    assert parse_settings({"EXCHANGE_CONNECTOR_IDS": f"{A.upper()} {A}"}).connector_ids == (A,)
+
+
+class VppTokensWithADefect(type(TARGETS["vppTokens"])):  # type: ignore[misc]
+    """A rule that raises for one token: what a defect in a target's code looks like to the run."""
+
+    def before_sync(self, obj, now):  # type: ignore[no-untyped-def]
+        if obj.id == VPP_IDS[0]:
+            raise ValueError("a defect")
+        return super().before_sync(obj, now)
+
+
+def test_an_unexpected_exception_fails_only_its_object_logged_with_its_trace(
+    every_target: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(TARGETS, "vppTokens", VppTokensWithADefect())
+
+    answer = call_webhook()
+
+    broken = next(r for r in answer.json["results"] if r["id"] == VPP_IDS[0])
+    assert (broken["outcome"], broken["errorCode"]) == ("failed", "internalError")
+    assert answer.json["summary"] == {"accepted": 7, "failed": 1, "skipped": 0}
+    assert answer.json["error"]["code"] == "internalError"
+    assert any(r.exc_text and "ValueError: a defect" in r.exc_text for r in caplog.records)
+    with pytest.raises(SyncFailed, match="1 failed"):
+        run.scheduled_sync(past_due=False)

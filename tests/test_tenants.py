@@ -508,3 +508,28 @@ def test_status_and_sync_take_tenant(tenants: Emulator) -> None:
 
     assert cli("status", "--tenant", OUTSIDER)[0] == 2
     assert cli("sync", "--tenant", "contoso")[0] == 2
+
+
+def test_after_the_assertion_failed_the_next_invocation_asks_the_identity_again(tenants: Emulator) -> None:
+    """msal keeps a failed identity answer for 5 s and would serve it again without asking."""
+    tenants.fault("identity", status=503, times=100)
+    assert call_webhook().status == 503
+    tenants.mend("identity")
+    asked = len(tenants.calls("identity"))
+
+    answer = call_webhook()
+
+    assert answer.status == 202
+    assert len(tenants.calls("identity")) == asked + 1
+
+
+def test_after_entra_failed_the_next_invocation_asks_entra_again(tenants: Emulator) -> None:
+    tenants.fault("entra_token", status=503, times=100)
+    assert call_webhook(params={"tenant": T1}).status == 503
+    tenants.mend("entra_token")
+    asked = len(tenants.calls("entra_token"))
+
+    answer = call_webhook(params={"tenant": T1})
+
+    assert answer.status == 202
+    assert len(tenants.calls("entra_token")) == asked + 1

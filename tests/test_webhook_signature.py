@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -141,6 +142,50 @@ def test_captured_standard_webhooks_request_cannot_be_replayed(standard: Emulato
 
     assert replayed.status == 401
     assert replayed.json["error"]["field"] == "webhook-id"
+    assert len(standard.calls("sync")) == 2
+
+
+def test_a_delivery_answered_5xx_may_be_retried_with_the_same_webhook_id(standard: Emulator) -> None:
+    """Standard Webhooks senders retry a failed delivery with the same id; our 503 asked them to."""
+    standard.fault("sync", status=429, headers={"Retry-After": "120"})
+    headers = standard_headers(BODY)
+    first = call_webhook(body=BODY, headers=headers)
+
+    retried = call_webhook(body=BODY, headers=headers)
+    replayed = call_webhook(body=BODY, headers=headers)
+
+    assert first.status == 503
+    assert retried.status == 202
+    assert (replayed.status, replayed.json["error"]["field"]) == (401, "webhook-id")
+
+
+def test_a_delivery_answered_4xx_is_not_taken_again(standard: Emulator) -> None:
+    body = b'{"syncType": "everything"}'
+    headers = standard_headers(body)
+    assert call_webhook(body=body, headers=headers).status == 400
+
+    replayed = call_webhook(body=body, headers=headers)
+
+    assert (replayed.status, replayed.json["error"]["field"]) == (401, "webhook-id")
+
+
+def test_a_retry_while_the_first_delivery_is_handled_is_409_and_sends_nothing(standard: Emulator) -> None:
+    release = threading.Event()
+    standard.fault("sync", hold=release)
+    headers = standard_headers(BODY)
+    first: list[int] = []
+    sender = threading.Thread(target=lambda: first.append(call_webhook(body=BODY, headers=headers).status))
+    sender.start()
+    deadline = time.monotonic() + 20
+    while not standard.calls("sync") and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    meanwhile = call_webhook(body=BODY, headers=headers)
+    release.set()
+    sender.join(30)
+
+    assert (meanwhile.status, meanwhile.json["error"]["field"]) == (409, "webhook-id")
+    assert first == [202]
     assert len(standard.calls("sync")) == 2
 
 

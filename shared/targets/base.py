@@ -25,6 +25,9 @@ CONFIGURATION_READ_WRITE = "DeviceManagementConfiguration.ReadWrite.All"
 # Graph only says an id is a string; real ids are GUIDs (VPP tokens: GUIDs; driver profiles: GUIDs). Anything
 # outside this alphabet could steer the URL (``/``, ``.``, ``%``, ``?``, ``#``), so it never reaches one.
 OBJECT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+# The last instant a date rule can name: Graph's own largest DateTimeOffset, 9999-12-31T23:59:59.9999999Z.
+LATEST = datetime.max.replace(tzinfo=timezone.utc)
 
 
 class SyncObject(NamedTuple):
@@ -129,9 +132,8 @@ class Target:
         objects: dict[str, SyncObject] = {}
         for page in graph.pages(url, deadline):
             for item in page.body["value"]:
-                item_id = item.get("id") if isinstance(item, dict) else None
                 try:
-                    validate_object_id(item_id)
+                    item_id = validate_object_id(item.get("id") if isinstance(item, dict) else None)
                 except InvalidObjectId as exc:
                     log.warning("Skipping a %s Graph listed: %s (request-id=%s)", self.noun, exc, page.request_id)
                     continue
@@ -194,33 +196,56 @@ class Target:
 
     def _single_id(self, found: object) -> str:
         item_id = found.get("id") if isinstance(found, dict) else None
-        return item_id if isinstance(item_id, str) and OBJECT_ID_PATTERN.fullmatch(item_id) else self.name
+        return canonical_id(item_id) if isinstance(item_id, str) and OBJECT_ID_PATTERN.fullmatch(item_id) else self.name
 
 
 def validate_object_id(value: object) -> str:
-    """The id, if it is safe to put in a Graph URL; otherwise :class:`InvalidObjectId`."""
+    """The id in its one spelling (see :func:`canonical_id`), if it is safe to put in a Graph URL; otherwise
+    :class:`InvalidObjectId`."""
     if not isinstance(value, str):
         raise InvalidObjectId(f"an id must be a string, not {json_type(value)}")
     if not OBJECT_ID_PATTERN.fullmatch(value):
         shown = value if len(value) <= 40 else f"{value[:40]}..."
         raise InvalidObjectId(f"{shown!r} is not an id (1-128 letters, digits, '-' or '_', such as a GUID)")
-    return value
+    return canonical_id(value)
+
+
+def canonical_id(value: str) -> str:
+    """A GUID in lower case, as Graph writes it; any other id as it is. GUIDs compare without regard to case
+    (RFC 9562), so an id given in upper case names the same object as Graph's lower-case one."""
+    return value.lower() if GUID.fullmatch(value) else value
 
 
 def graph_datetime(value: object) -> datetime | None:
-    """Graph's DateTimeOffset (up to 7 fractional digits); None for absent, unparseable, or Graph's 'never'
-    (year 1)."""
+    """Graph's DateTimeOffset (up to 7 fractional digits) in UTC; None for absent, unparseable, or Graph's 'never'
+    (year 1). The largest DateTimeOffset Graph allows (9999-12-31T23:59:59.9999999, at any offset) is read as
+    :data:`LATEST`, so no rule computing with a date can overflow."""
     if not isinstance(value, str) or not value:
         return None
-    # Python 3.10's fromisoformat takes exactly 3 or 6 fractional digits; Graph writes up to 7.
-    normalised = re.sub(r"\.(\d+)", lambda digits: "." + (digits[1] + "000000")[:6], value).replace("Z", "+00:00")
+    # RFC 3339 allows a lower-case 't' and 'z'; Python 3.10's fromisoformat takes neither, nor a 'Z', and only
+    # exactly 3 or 6 fractional digits, where Graph writes up to 7.
+    text = value.upper()
+    normalised = re.sub(r"\.(\d+)", lambda digits: "." + (digits[1] + "000000")[:6], text).replace("Z", "+00:00")
     try:
         parsed = datetime.fromisoformat(normalised)
     except ValueError:
         return None
     if parsed.year <= 1:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # past the end of year 9999 in UTC: 9999-12-31T23:59:59-01:00
+        return LATEST
+
+
+def later(when: datetime, delta: timedelta) -> datetime:
+    """``when + delta``, or :data:`LATEST` where that would pass the last datetime Python has."""
+    try:
+        return when + delta
+    except OverflowError:
+        return LATEST
 
 
 def too_soon(last: object, interval: timedelta, now: datetime, what: str) -> Skip | None:
@@ -228,12 +253,11 @@ def too_soon(last: object, interval: timedelta, now: datetime, what: str) -> Ski
     when = graph_datetime(last)
     if when is None or now - when >= interval:
         return None
-    allowed = when + interval
     return Skip(
         "tooSoon",
         f"{what} at most once every {interval.total_seconds() / 60:g} minutes; the last was triggered at "
         f"{when.isoformat(timespec='seconds')}",
-        allowed,
+        later(when, interval),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+from array import array
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -20,7 +21,14 @@ from urllib.parse import quote
 
 from shared.errors import GraphNotFound, OutOfTime
 from shared.graph import Deadline, GraphClient, GraphResponse
-from shared.targets.base import OBJECT_ID_PATTERN, SyncObject, Target, graph_datetime, validate_object_id
+from shared.targets.base import (
+    OBJECT_ID_PATTERN,
+    SyncObject,
+    Target,
+    canonical_id,
+    graph_datetime,
+    validate_object_id,
+)
 
 # Graph documents eq for operatingSystem; the values Intune reports.
 OPERATING_SYSTEMS = ("Windows", "iOS", "iPadOS", "macOS", "Android", "Linux")
@@ -38,6 +46,25 @@ class DeviceSelection(NamedTuple):
     most: int
     operating_systems: tuple[str, ...]
     window_seconds: float = 20.0
+
+
+class DistinctCount:
+    """How many different device ids were added, in 8 bytes an entry: a set of 100,000 ids would hold every id
+    (about 120 bytes each) for the whole listing. Each id is kept as its 64-bit hash, in one of 64 arrays by the
+    hash's low bits, and the arrays are counted one at a time. Intune's device ids are GUIDs, so case is folded;
+    two different ids share a hash about once in 10^9 listings of 100,000 devices."""
+
+    SHARDS = 64
+
+    def __init__(self) -> None:
+        self._shards = [array("q") for _ in range(self.SHARDS)]
+
+    def add(self, device_id: str) -> None:
+        hashed = hash(device_id.lower())
+        self._shards[hashed % self.SHARDS].append(hashed)
+
+    def __len__(self) -> int:
+        return sum(len(set(shard)) for shard in self._shards)
 
 
 class Candidates(list[SyncObject]):
@@ -99,22 +126,25 @@ class ManagedDevices(Target):
         stale_before = _sync_key(cutoff.strftime("%Y-%m-%dT%H:%M:%SZ"))
         heap: list[tuple[int, str, dict[str, Any]]] = []  # (-last sync, id, device): the freshest kept on top
         kept: set[str] = set()  # the ids in the heap: a device evicted once is never staler than the heap again
-        found = Candidates()
+        listed, stale = DistinctCount(), DistinctCount()  # Graph may list a device on two pages
         for page in graph.pages(graph.url(f"/{self.version}{self.path}?{query}"), deadline):
             for device in page.body["value"]:
-                found.listed += 1
-                if not isinstance(device, dict):
+                device_id = device.get("id") if isinstance(device, dict) else None
+                if not isinstance(device_id, str):
                     continue
+                listed.add(device_id)
                 key = _sync_key(device.get("lastSyncDateTime"))
                 if key >= stale_before:
                     continue
                 if wanted and str(device.get("operatingSystem")).lower() not in wanted:
                     continue
-                found.stale += 1
+                stale.add(device_id)
                 if len(heap) == selection.most and -key <= heap[0][0]:
                     continue  # not staler than the freshest candidate
-                device_id = device.get("id")
-                if not isinstance(device_id, str) or not OBJECT_ID_PATTERN.fullmatch(device_id) or device_id in kept:
+                if not OBJECT_ID_PATTERN.fullmatch(device_id):
+                    continue
+                device_id = canonical_id(device_id)
+                if device_id in kept:
                     continue
                 entry = (-key, device_id, {name: device.get(name) for name in FIELDS})
                 if len(heap) < selection.most:
@@ -122,7 +152,10 @@ class ManagedDevices(Target):
                 else:
                     kept.discard(heapq.heapreplace(heap, entry)[1])
                 kept.add(device_id)
-        found.extend(SyncObject(self.name, device_id, device) for _, device_id, device in sorted(heap, reverse=True))
+        found = Candidates(
+            SyncObject(self.name, device_id, device) for _, device_id, device in sorted(heap, reverse=True)
+        )
+        found.listed, found.stale = len(listed), len(stale)
         return found
 
     def find(self, graph: GraphClient, deadline: Deadline, ids: Sequence[str], options: Any = None) -> list[SyncObject]:
@@ -167,12 +200,12 @@ def _sync_key(value: object) -> int:
     Graph writes ``2026-11-24T21:00:00Z`` (or with a fraction): that form is read by slicing, which is several
     times cheaper than parsing, and this runs once per device; any other form is parsed properly.
     """
-    if isinstance(value, str) and len(value) >= 20 and value[-1] == "Z" and value[10] == "T":
+    if isinstance(value, str) and len(value) >= 20 and value[-1] in "Zz" and value[10] in "Tt":
         digits = value[0:4] + value[5:7] + value[8:10] + value[11:13] + value[14:16] + value[17:19]
-        if digits.isdigit() and value[19] in "Z.":
+        if digits.isdigit() and value[19] in "Zz.":
             return int(digits)
     parsed = graph_datetime(value)
-    return int(parsed.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S")) if parsed else 0
+    return int(parsed.strftime("%Y%m%d%H%M%S")) if parsed else 0
 
 
 TARGET = ManagedDevices()

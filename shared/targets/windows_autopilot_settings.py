@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from shared.errors import GraphError, GraphThrottled
-from shared.targets.base import SERVICE_CONFIG_READ_WRITE, Skip, SyncObject, Target, graph_datetime, too_soon
+from shared.targets.base import SERVICE_CONFIG_READ_WRITE, Skip, SyncObject, Target, graph_datetime, later, too_soon
 
 MANUAL_SYNC_INTERVAL = timedelta(minutes=10)
 
@@ -38,7 +38,8 @@ class WindowsAutopilotSettings(Target):
         if error.status == 429:
             last = graph_datetime(obj.fields.get("lastManualSyncTriggerDateTime"))
             wait = timedelta(seconds=error.retry_after if isinstance(error, GraphThrottled) else 600)
-            allowed = last + MANUAL_SYNC_INTERVAL if last and last + MANUAL_SYNC_INTERVAL > now else now + wait
+            due = later(last, MANUAL_SYNC_INTERVAL) if last else None
+            allowed = due if due and due > now else now + wait
             return Skip("tooSoon", "Graph answered 429: Autopilot allows a sync at most once every 10 minutes", allowed)
         return None
 
