@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         print(f"error: {exc}", file=out)
         return 2
     except ConfigurationError as exc:
-        print(f"error: app setting {exc}", file=out)
-        print(f"fix: Correct the app setting {exc.setting} (README, 'Settings').", file=out)
+        for setting, message in exc.problems:
+            print(f"error: app setting {setting}: {message}", file=out)
+        print(f"fix: {doctor.SETTING_FIX.format(' and '.join(exc.settings))}", file=out)
         return 2
     except SyncAppError as exc:
         print(f"error: {exc}", file=out)

@@ -23,6 +23,7 @@ from shared.targets.base import Health
 log = logging.getLogger(__name__)
 # What lists the connectors, as the operator at a terminal runs it (the webhook's answers name GET /api/sync).
 LISTER = "python -m shared status"
+SETTING_FIX = "Correct the app setting {} (README, 'Settings')."
 GRANT_DELAY = "A new grant can take up to 24 hours to reach the identity's cached tokens."
 NCRONTAB_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
 
@@ -51,15 +52,19 @@ def diagnose(
     signed-in user's token (on a laptop) rather than with the identity's own.
     """
     env = os.environ if environ is None else environ
+    schedule = _schedule_finding(env.get("SYNC_SCHEDULE", ""))
     try:
         remember_secrets(env)
         settings = parse_settings(env)
     except ConfigurationError as exc:
-        fix = f"Correct the app setting {exc.setting} (README, 'Settings')."
-        return [Finding(False, "settings", str(exc), fix, invalid_setting=True)]
+        invalid = [
+            Finding(False, "settings", f"{setting}: {message}", SETTING_FIX.format(setting), invalid_setting=True)
+            for setting, message in exc.problems
+        ]
+        return [*invalid, *([] if schedule.ok else [schedule])]
     names = targets or settings.targets
     chosen = tenancy.selected(settings, tenants, "--tenant")
-    findings = [_settings_finding(settings, names), _schedule_finding(env.get("SYNC_SCHEDULE", ""))]
+    findings = [_settings_finding(settings, names), schedule]
 
     def check(tenant: str | None) -> list[Finding]:
         found = _tenant_findings(settings, tenant, names, max_age, principal_id)
@@ -104,15 +109,18 @@ def _settings_finding(settings: Settings, names: tuple[str, ...]) -> Finding:
 
 
 def _schedule_finding(schedule: str) -> Finding:
-    fix = "Set SYNC_SCHEDULE to an NCRONTAB expression with 6 fields, in UTC, such as '0 */15 * * * *'."
+    """The timer's setting, read by the Functions host rather than the app: invalid, like the app's own (exit 2)."""
     fields = schedule.split()
     if not schedule.strip():
-        return Finding(False, "SYNC_SCHEDULE", "is not set, so the timer function cannot load", fix)
-    if len(fields) != 6 or not all(NCRONTAB_FIELD.fullmatch(f) for f in fields):
-        return Finding(False, "SYNC_SCHEDULE", f"{schedule!r} is not a 6-field NCRONTAB expression", fix)
-    if not fields[0].isdigit():
-        return Finding(False, "SYNC_SCHEDULE", f"{schedule!r} fires more than once a minute", fix)
-    return Finding(True, "SYNC_SCHEDULE", f"{schedule} (UTC)")
+        problem = "is not set, so the timer function cannot load"
+    elif len(fields) != 6 or not all(NCRONTAB_FIELD.fullmatch(f) for f in fields):
+        problem = f"{schedule!r} is not a 6-field NCRONTAB expression"
+    elif not fields[0].isdigit():
+        problem = f"{schedule!r} fires more than once a minute"
+    else:
+        return Finding(True, "SYNC_SCHEDULE", f"{schedule} (UTC)")
+    fix = "Set SYNC_SCHEDULE to an NCRONTAB expression with 6 fields, in UTC, such as '0 */15 * * * *'."
+    return Finding(False, "SYNC_SCHEDULE", problem, fix, invalid_setting=True)
 
 
 def _credential_finding(settings: Settings, graph: GraphClient, claims: dict[str, Any]) -> Finding:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -35,12 +35,23 @@ class SyncAppError(Exception):
 
 
 class ConfigurationError(SyncAppError):
-    """An app setting is missing or invalid; ``setting`` names it."""
+    """App settings are missing or invalid: ``setting`` names the first, ``problems`` every one, as (setting,
+    message), so that one look names them all."""
 
-    def __init__(self, setting: str, message: str) -> None:
-        super().__init__(f"{setting}: {message}")
+    def __init__(self, setting: str, message: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems: tuple[tuple[str, str], ...] = ((setting, message), *more)
+        super().__init__("; ".join(f"{name}: {said}" for name, said in self.problems))
         self.setting = setting
         self.message = message
+
+    @property
+    def settings(self) -> list[str]:
+        return [name for name, _ in self.problems]
+
+    @classmethod
+    def joined(cls, errors: Sequence[ConfigurationError]) -> ConfigurationError:
+        first, *rest = errors
+        return cls(first.setting, first.message, more=[problem for error in rest for problem in error.problems])
 
 
 class InvalidObjectId(SyncAppError, ValueError):

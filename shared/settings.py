@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
-from typing import cast
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 from shared.errors import ConfigurationError, InvalidObjectId
@@ -20,6 +20,7 @@ from shared.targets.base import GUID, validate_object_id
 from shared.targets.exchange_connectors import SYNC_TYPES, SyncType, is_sync_type
 from shared.targets.managed_devices import OPERATING_SYSTEMS, DeviceSelection
 
+T = TypeVar("T")
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_DEVICES = DeviceSelection(timedelta(hours=24), 100, ())
@@ -88,41 +89,67 @@ def remember_secrets(env: Mapping[str, str]) -> None:
     remember(env.get("IDENTITY_HEADER"), env.get("WEBHOOK_HMAC_SECRET"))
 
 
+class _Checked:
+    """Reads settings one by one and keeps every invalid one, so that one look names them all."""
+
+    def __init__(self) -> None:
+        self.problems: list[ConfigurationError] = []
+
+    def __call__(self, read: Callable[[], T], fallback: T) -> T:
+        try:
+            return read()
+        except ConfigurationError as exc:
+            self.problems.append(exc)
+            return fallback
+
+
 def parse_settings(env: Mapping[str, str]) -> Settings:
-    tenants = _tenant_ids(env.get("TENANT_IDS", ""))
-    client_id = _client_id(env.get("AZURE_CLIENT_ID", "").strip())
-    connector_ids = _connector_ids(env.get("EXCHANGE_CONNECTOR_IDS", ""))
+    """The settings from ``env``; a :class:`ConfigurationError` naming every invalid one."""
+    check = _Checked()
+
+    def number(name: str, *, default: float, low: float, high: float, whole: bool = False) -> float:
+        return check(lambda: _number(env, name, default=default, low=low, high=high, whole=whole), default)
+
+    tenants = check(lambda: _tenant_ids(env.get("TENANT_IDS", "")), ())
+    client_id = check(lambda: _client_id(env.get("AZURE_CLIENT_ID", "").strip()), None)
+    connector_ids = check(lambda: _connector_ids(env.get("EXCHANGE_CONNECTOR_IDS", "")), ())
     if tenants:
-        _check_many_tenants(client_id, connector_ids)
-    return Settings(
+        check(lambda: _check_many_tenants(client_id, connector_ids), None)
+    graph = GraphSettings(
+        endpoint=check(lambda: _graph_endpoint(env.get("GRAPH_ENDPOINT", "").strip() or DEFAULT_GRAPH_ENDPOINT), ""),
+        client_id=client_id,
+        identity_endpoint=_identity_endpoint(env),
+        timeout=number("GRAPH_TIMEOUT_SECONDS", default=20, low=1, high=120),
+        time_budget=number("GRAPH_TIME_BUDGET_SECONDS", default=120, low=5, high=200),
+        max_retries=int(number("GRAPH_MAX_RETRIES", default=4, low=0, high=10, whole=True)),
+        backoff=number("GRAPH_RETRY_BACKOFF_SECONDS", default=1, low=0, high=30),
+        app_client_id=check(lambda: _app_client_id(env.get("TENANT_APP_CLIENT_ID", "").strip()), None)
+        if tenants
+        else None,
+        authority=check(lambda: _authority(env.get("AZURE_AUTHORITY_HOST", "").strip() or PUBLIC_AUTHORITY), None)
+        if tenants
+        else None,
+    )
+    settings = Settings(
         connector_ids=connector_ids,
-        sync_type=_sync_type(env.get("SYNC_TYPE", "").strip() or "deltaSync"),
-        graph=GraphSettings(
-            endpoint=_graph_endpoint(env.get("GRAPH_ENDPOINT", "").strip() or DEFAULT_GRAPH_ENDPOINT),
-            client_id=client_id,
-            identity_endpoint=_identity_endpoint(env),
-            timeout=_number(env, "GRAPH_TIMEOUT_SECONDS", default=20, low=1, high=120),
-            time_budget=_number(env, "GRAPH_TIME_BUDGET_SECONDS", default=120, low=5, high=200),
-            max_retries=int(_number(env, "GRAPH_MAX_RETRIES", default=4, low=0, high=10, whole=True)),
-            backoff=_number(env, "GRAPH_RETRY_BACKOFF_SECONDS", default=1, low=0, high=30),
-            app_client_id=_app_client_id(env.get("TENANT_APP_CLIENT_ID", "").strip()) if tenants else None,
-            authority=_authority(env.get("AZURE_AUTHORITY_HOST", "").strip() or PUBLIC_AUTHORITY) if tenants else None,
-        ),
-        targets=_targets(env.get("SYNC_TARGETS", "")),
-        min_interval=_number(env, "SYNC_MIN_INTERVAL_SECONDS", default=0, low=0, high=86400),
+        sync_type=check(lambda: _sync_type(env.get("SYNC_TYPE", "").strip() or "deltaSync"), "deltaSync"),
+        graph=graph,
+        targets=check(lambda: _targets(env.get("SYNC_TARGETS", "")), DEFAULT),
+        min_interval=number("SYNC_MIN_INTERVAL_SECONDS", default=0, low=0, high=86400),
         webhook_secret=env.get("WEBHOOK_HMAC_SECRET") or None,
-        expiry_warning_days=int(_number(env, "EXPIRY_WARNING_DAYS", default=30, low=0, high=365, whole=True)),
+        expiry_warning_days=int(number("EXPIRY_WARNING_DAYS", default=30, low=0, high=365, whole=True)),
         devices=DeviceSelection(
-            stale_after=timedelta(hours=_number(env, "DEVICE_STALE_HOURS", default=24, low=1, high=8760)),
-            most=int(_number(env, "DEVICE_SYNC_MAX_PER_RUN", default=100, low=1, high=1000, whole=True)),
-            operating_systems=_operating_systems(env.get("DEVICE_OPERATING_SYSTEMS", "")),
-            window_seconds=_number(env, "DEVICE_SYNC_WINDOW_SECONDS", default=20, low=0.01, high=20),
+            stale_after=timedelta(hours=number("DEVICE_STALE_HOURS", default=24, low=1, high=8760)),
+            most=int(number("DEVICE_SYNC_MAX_PER_RUN", default=100, low=1, high=1000, whole=True)),
+            operating_systems=check(lambda: _operating_systems(env.get("DEVICE_OPERATING_SYSTEMS", "")), ()),
+            window_seconds=number("DEVICE_SYNC_WINDOW_SECONDS", default=20, low=0.01, high=20),
         ),
         tenants=tenants,
-        tenant_concurrency=int(_number(env, "TENANT_CONCURRENCY", default=8, low=1, high=64, whole=True))
-        if tenants
-        else 8,
+        tenant_concurrency=int(number("TENANT_CONCURRENCY", default=8, low=1, high=64, whole=True)) if tenants else 8,
     )
+    if check.problems:
+        raise ConfigurationError.joined(check.problems)
+    return settings
 
 
 def _tenant_ids(raw: str) -> tuple[str, ...]:

@@ -347,6 +347,7 @@ def _error_answer(
             detail["allowedValues"] = list(error.allowed)
     if isinstance(error, ConfigurationError):
         detail["setting"] = error.setting
+        detail["settings"] = error.settings
     if isinstance(error, TargetNotEnabled):
         detail["setting"] = "SYNC_TARGETS"
     if isinstance(error, UnknownTenant):

@@ -244,8 +244,38 @@ def test_doctor_checks_the_schedule(
 
     code, out = cli("doctor")
 
-    assert code == 1
+    assert code == 2  # an invalid setting, though the host reads it rather than the app
     assert problem in out
+
+
+def test_doctor_names_every_invalid_setting_at_once_and_exits_2(
+    scheduled: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNC_SCHEDULE", "*/15 * * * *")
+    monkeypatch.setenv("SYNC_TYPE", "turbo")
+    monkeypatch.setenv("GRAPH_TIMEOUT_SECONDS", "abc")
+    monkeypatch.setenv("DEVICE_OPERATING_SYSTEMS", "BeOS")
+
+    code, out = cli("doctor")
+
+    assert code == 2
+    failed = [line.split(":")[0].split()[-1] for line in out.splitlines() if line.startswith("FAIL")]
+    named = [line.split(":")[1].strip() for line in out.splitlines() if line.startswith("FAIL  settings")]
+    assert named == ["GRAPH_TIMEOUT_SECONDS", "SYNC_TYPE", "DEVICE_OPERATING_SYSTEMS"]
+    assert failed == ["settings", "settings", "settings", "SYNC_SCHEDULE"]
+    assert scheduled.calls() == []
+
+
+def test_every_command_names_every_invalid_setting(app_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_TYPE", "turbo")
+    monkeypatch.setenv("GRAPH_TIMEOUT_SECONDS", "abc")
+
+    code, out = cli("status")
+
+    assert code == 2
+    assert "error: app setting SYNC_TYPE" in out
+    assert "error: app setting GRAPH_TIMEOUT_SECONDS" in out
+    assert "fix: Correct the app setting GRAPH_TIMEOUT_SECONDS and SYNC_TYPE" in out
 
 
 def test_doctor_names_an_invalid_setting(scheduled: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:

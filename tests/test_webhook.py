@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import call_webhook, closed_port_url
+from shared.errors import ConfigurationError
+from tests.conftest import call_webhook, closed_port_url, fire_timer
 from tests.emulator import READ_ROLE, Emulator, connector
 
 A = "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"
@@ -319,3 +320,24 @@ def test_type_errors_are_told_in_jsons_words(app_env: Emulator, body: bytes, sai
     assert said in answer.json["error"]["message"]
     for python_name in ("NoneType", "list", "str", "int", "dict", "bool"):
         assert f"not {python_name}" not in answer.json["error"]["message"]
+
+
+def test_every_invalid_setting_is_named_in_the_503_and_the_timer_failure(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNC_TYPE", "turbo")
+    monkeypatch.setenv("GRAPH_TIMEOUT_SECONDS", "abc")
+    monkeypatch.setenv("SYNC_TARGETS", "storeForBusiness")
+
+    answer = call_webhook()
+    with pytest.raises(ConfigurationError) as timer:
+        fire_timer()
+
+    assert answer.status == 503
+    assert answer.json["error"]["setting"] == "GRAPH_TIMEOUT_SECONDS"
+    assert answer.json["error"]["settings"] == ["GRAPH_TIMEOUT_SECONDS", "SYNC_TYPE", "SYNC_TARGETS"]
+    assert all(
+        name in answer.json["error"]["message"] for name in ("SYNC_TYPE", "GRAPH_TIMEOUT_SECONDS", "SYNC_TARGETS")
+    )
+    assert timer.value.settings == answer.json["error"]["settings"]
+    assert app_env.calls() == []
