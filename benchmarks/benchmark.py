@@ -24,7 +24,7 @@ from pathlib import Path
 
 import azure.functions as func
 import requests
-from harness import README, ROOT, fire, free_port, machine, median, percentile, worker_stack, write_readme_block
+from harness import ROOT, fire, free_port, machine, median, percentile, progress, publish, worker_stack
 
 import sync_http
 from tests.emulator import Emulator, read_exports, sample_connectors
@@ -87,7 +87,8 @@ def cold(runs: int) -> dict[str, list[Run]]:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         for name in VARIANTS:
             run_cold(name, env)
-        for _ in range(runs):
+        for round_number in range(runs):
+            progress(f"cold: round {round_number + 1} of {runs} ({len(VARIANTS)} fresh processes each)")
             order = list(VARIANTS)
             random.shuffle(order)
             for name in order:
@@ -139,6 +140,7 @@ def warm(invocations: int, rounds: int = 5) -> Warm:
             if sync_http.main(request).status_code != 202:
                 raise SystemExit("the app's warm invocation failed")
 
+        progress(f"warm: {invocations} invocations in one process, then {rounds} rounds against a raw loop")
         for _ in range(invocations):
             app_call()
         stats = raw.get(f"{endpoint}/_emulator/stats").json()
@@ -174,6 +176,7 @@ def through_worker(requests_per_level: int) -> dict[int, tuple[float, float, flo
     with worker_stack(EXCHANGE_CONNECTOR_IDS=CONNECTOR) as stack:
         fire(stack.url, [b"{}"] * 20, 1)  # warm the worker: token, connection, imports
         for concurrency in (1, 8):
+            progress(f"through the real worker: {requests_per_level} requests at concurrency {concurrency}")
             started = time.perf_counter()
             outcomes = fire(stack.url, [b"{}"] * requests_per_level, concurrency)
             wall = time.perf_counter() - started
@@ -263,14 +266,8 @@ def main() -> int:
     table, targets, held = report(
         cold_runs, max(7, args.runs), warm(args.invocations), through_worker(args.worker_requests)
     )
-    print(table)
-    if args.write_readme:
-        write_readme_block("benchmark", table)
-        write_readme_block("benchmark-targets", targets, README)
     missed = [name for name, ok in held.items() if not ok]
-    if missed:
-        print(f"Missed: {', '.join(missed)}")
-    return 1 if missed else 0
+    return publish("benchmark", table, targets, missed, write_readme=args.write_readme)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 import textwrap
 import time
 
-from harness import ROOT, machine, median, publish, targets_table
+from harness import ROOT, machine, median, progress, publish, targets_table
 
 from tests.emulator import MANAGED_READ_ROLE, PRIVILEGED_ROLE, DeviceFleet, Emulator, emulator_settings
 
@@ -77,6 +77,7 @@ def listing(runs: int) -> dict[int, dict[str, float]]:
             devices=DeviceFleet(size), roles=(MANAGED_READ_ROLE, "DeviceManagementServiceConfig.ReadWrite.All")
         ) as emu:
             app, raw = [], []
+            progress(f"listing {size:,} devices: {runs} runs each of the app and the raw loop")
             for _ in range(runs):  # interleaved, so drift in the machine's speed falls on both alike
                 app.append(child(APP, emu))
                 raw.append(child(RAW, emu))
@@ -94,6 +95,7 @@ def syncing(count: int) -> dict[str, float]:
     """``count`` stale devices synced in one run, paced by the app under an emulated window of WINDOW seconds."""
     fleet = DeviceFleet(count * 2, time_scale=WINDOW / 20)
     with Emulator(devices=fleet, roles=(MANAGED_READ_ROLE, PRIVILEGED_ROLE)) as emu:
+        progress(f"syncing {count} stale devices under the emulated write limit")
         started = time.perf_counter()
         child(
             "from shared import run\nrun.scheduled_sync(past_due=False)\nprint('{}')",

@@ -125,13 +125,27 @@ def targets_table(rows: Sequence[tuple[str, str, str, bool]]) -> tuple[str, list
     return "\n".join(lines), [name for name, _, _, met in rows if not met]
 
 
-def publish(name: str, text: str, targets: str, missed: list[str], *, write_readme: bool) -> int:
-    """Print the figures; with ``write_readme``, put them in benchmarks/README.md (block ``name``) and the targets
-    in README.md (block ``name-targets``). The exit code: 1 when a target is missed."""
+def progress(message: str) -> None:
+    """What is being measured now, on stderr: a benchmark runs for a minute or more."""
+    print(f"... {message}", file=sys.stderr, flush=True)
+
+
+def publish(name: str, text: str, targets: str | None, missed: list[str], *, write_readme: bool) -> int:
+    """Print the figures; with ``write_readme`` (``make benchmark RECORD=1``), put them in benchmarks/README.md
+    (block ``name``) and the targets in README.md (block ``name-targets``). The exit code: 1 when a target is
+    missed. A miss is never recorded: the tracked figures are those of a run that met its targets."""
     print(text)
+    if missed:
+        print(
+            f"Missed: {', '.join(missed)}. Ratios move with what else the machine is doing: on a busy or shared "
+            "machine, run it once more before trusting a miss. Nothing was written."
+        )
+        return 1
     if write_readme:
         write_readme_block(name, text)
-        write_readme_block(f"{name}-targets", targets, README)
-    if missed:
-        print(f"Missed: {', '.join(missed)}")
-    return 1 if missed else 0
+        if targets is not None:
+            write_readme_block(f"{name}-targets", targets, README)
+        print(f"Recorded in {BENCHMARKS_README.relative_to(ROOT)}" + (" and README.md." if targets else "."))
+    else:
+        print("Not recorded: make ... RECORD=1 writes these figures into benchmarks/README.md.")
+    return 0

@@ -13,7 +13,7 @@ import sys
 import time
 from collections import Counter
 
-from harness import fire, machine, median, percentile, rss_mib, worker_stack, write_readme_block
+from harness import fire, machine, median, percentile, progress, publish, rss_mib, worker_stack
 
 from tests.emulator import sample_connectors
 
@@ -36,6 +36,7 @@ def main() -> int:
         if pid is None:
             raise SystemExit("the worker did not start")
         bodies = [BODIES[i % len(BODIES)] for i in range(args.requests)]
+        progress(f"{args.requests} requests at concurrency {args.concurrency}, then to {args.total} for memory")
         started = time.perf_counter()
         first = fire(stack.url, bodies, args.concurrency)
         wall = time.perf_counter() - started
@@ -76,12 +77,10 @@ def main() -> int:
             + f" MiB (growth {growth:+.1f} MiB) |",
         ]
     )
-    print(table)
     for name, held in checks.items():
         print(f"{'ok  ' if held else 'FAIL'}  {name}")
-    if args.write_readme:
-        write_readme_block("load-test", table)
-    return 0 if all(checks.values()) else 1
+    missed = [name for name, held in checks.items() if not held]
+    return publish("load-test", table, None, missed, write_readme=args.write_readme)
 
 
 if __name__ == "__main__":

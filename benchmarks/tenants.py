@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 
-from harness import ROOT, machine, median, publish, targets_table
+from harness import ROOT, machine, median, progress, publish, targets_table
 
 from tests.emulator import CUSTOMER_TENANT_IDS, Emulator, emulator_settings
 
@@ -55,7 +55,8 @@ def measure(runs: int) -> dict[str, dict[str, float]]:
             "6 tenants, TENANT_CONCURRENCY=1": {"TENANT_CONCURRENCY": "1"},
         }
         samples: dict[str, list[dict[str, float]]] = {case: [] for case in cases}
-        for _ in range(runs):  # interleaved, so drift in the machine's speed falls on every case alike
+        for round_number in range(runs):  # interleaved, so drift in the machine's speed falls on every case alike
+            progress(f"round {round_number + 1} of {runs}: {', '.join(cases)}")
             for case, extra in cases.items():
                 samples[case].append(run(emulator, **extra))
     return {

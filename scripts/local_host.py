@@ -17,9 +17,11 @@ Needs Python 3.13 with ``requirements-dev.txt`` installed (``make serve`` / ``ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -33,9 +35,15 @@ from urllib.parse import parse_qs
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from shared.settings import SETTING_NAMES  # noqa: E402
 from tests.emulator import (  # noqa: E402
+    CONFIG_READ_WRITE_ROLE,
     CUSTOMER_TENANT_IDS,
+    MANAGED_READ_ROLE,
+    PRIVILEGED_ROLE,
+    READ_WRITE_ROLE,
     VPP_IDS,
+    DeviceFleet,
     Emulator,
     Received,
     apns_certificate,
@@ -44,25 +52,37 @@ from tests.emulator import (  # noqa: E402
     sample_connectors,
     vpp_token,
 )
-
-# The targets the demo enables: all that need only DeviceManagementServiceConfig.ReadWrite.All, which the
-# emulator's identity holds.
-DEMO_TARGETS = "exchangeConnectors,vppTokens,depOnboardingSettings,windowsAutopilotSettings"
 from tests.functions_host.frontend import FrontEnd  # noqa: E402
 from tests.functions_host.host import FunctionsHost, Invocation  # noqa: E402
 
+# What the demo syncs unless the shell sets SYNC_TARGETS: the targets of the Apple and Windows syncs the demo's
+# tenant uses. The emulator serves every target (SYNC_TARGETS=managedDevices make demo tries the devices).
+DEMO_TARGETS = "exchangeConnectors,vppTokens,depOnboardingSettings,windowsAutopilotSettings"
+# The demo identity holds every permission a target needs, so whichever targets the shell enables can sync.
+DEMO_ROLES = (READ_WRITE_ROLE, CONFIG_READ_WRITE_ROLE, MANAGED_READ_ROLE, PRIVILEGED_ROLE)
+# The demo's devices live in a write window scaled from Intune's 20 s to 2 s, and the app is told the same.
+DEVICE_TIME_SCALE = 0.1
+
 
 class Reporter:
-    """Prints each invocation's log lines and, with the emulator, what Graph received because of it."""
+    """Prints each request with its status and log lines and, with the emulator, what Graph received because of
+    it; counts what failed, for ``--once``'s exit code."""
 
     def __init__(self, emulator: Emulator | None) -> None:
         self.emulator = emulator
         self.seen = 0
+        self.failed = 0
 
-    def __call__(self, what: str, invocation: Invocation) -> None:
-        outcome = "succeeded" if invocation.succeeded else f"FAILED: {invocation.error}"
+    def __call__(self, what: str, invocation: Invocation | None, status: int) -> None:
+        if invocation is not None and invocation.http is None:
+            ok = invocation.succeeded
+            outcome = "succeeded" if ok else f"FAILED: {invocation.error}"
+        else:
+            ok = status < 400
+            outcome = f"HTTP {status}"
+        self.failed += not ok
         print(f"\n== {what}: {outcome}")
-        for line in invocation.logs:
+        for line in invocation.logs if invocation is not None else ():
             if line.category.startswith(("shared", "azure.identity")):
                 print(f"  log {line.level}: {line.message}")
         if self.emulator is not None:
@@ -72,8 +92,20 @@ class Reporter:
             for call in received:
                 body = f" {shown_body(call)}" if call.body else ""
                 query = "&".join(f"{k}={v[0]}" for k, v in call.query.items() if k != "resource")
-                print(f"    {call.route:<30} {call.method} {call.path}{'?' + query if query else ''}{body}")
+                tenant = tenant_of(call, self.emulator)
+                print(
+                    f"    {call.route:<30} {call.method} {call.path}{'?' + query if query else ''}{body}"
+                    + (f"  (tenant {tenant})" if tenant else "")
+                )
         sys.stdout.flush()
+
+
+def tenant_of(call: Received, emulator: Emulator) -> str | None:
+    """The customer tenant of a Graph call's token, or of an Entra token request's path."""
+    if call.route.startswith("entra"):
+        return call.path.split("/")[1] or None
+    token = emulator.find_token((call.header("Authorization") or "").removeprefix("Bearer "))
+    return token.tenant if token is not None else None
 
 
 def shown_body(call: Received) -> str:
@@ -86,7 +118,7 @@ def shown_body(call: Received) -> str:
     )
 
 
-def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> int:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
     request.add_header("Content-Type", "application/json")
@@ -97,18 +129,26 @@ def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) 
     except HTTPError as failed:
         status, text = failed.code, failed.read().decode()
     print(f"  -> HTTP {status}\n{text}" if text else f"  -> HTTP {status}")
+    return status
 
 
-def run_once(port: int, tenants: int) -> None:
+def run_once(port: int, tenants: int, targets: tuple[str, ...]) -> None:
+    """The timer, then the webhook: the demo's own calls where their targets are enabled, else every target."""
     call(port, "POST", "/admin/functions/sync_timer", {"input": ""})
     if tenants:
         second = CUSTOMER_TENANT_IDS[1]
         call(port, "POST", "/api/sync", {"tenants": [second]})
-        call(port, "GET", f"/api/sync/vppTokens?tenant={second}")
+        call(port, "GET", f"/api/sync?tenant={second}")
         return
-    call(port, "POST", "/api/sync", {"syncType": "fullSync", "connectorIds": [sample_connectors()[0]["id"]]})
-    call(port, "POST", "/api/sync/vppTokens", {"ids": [VPP_IDS[1]]})
-    call(port, "GET", "/api/sync/vppTokens")
+    if "exchangeConnectors" in targets:
+        call(port, "POST", "/api/sync", {"syncType": "fullSync", "connectorIds": [sample_connectors()[0]["id"]]})
+    else:
+        call(port, "POST", "/api/sync")
+    if "vppTokens" in targets:
+        call(port, "POST", "/api/sync/vppTokens", {"ids": [VPP_IDS[1]]})
+        call(port, "GET", "/api/sync/vppTokens")
+    else:
+        call(port, "GET", "/api/sync")
 
 
 def demo_emulator(tenants: int) -> Emulator:
@@ -119,11 +159,48 @@ def demo_emulator(tenants: int) -> Emulator:
     tokens = [vpp_token(VPP_IDS[0], state="expired", expires_in_days=-3), vpp_token(VPP_IDS[1])]
     watched = {"vppTokens": tokens, "applePushNotificationCertificate": [apns_certificate(expires_in_days=12)]}
     if not tenants:
-        return Emulator([*sample_connectors(), extra], objects=watched, page_size=2)
+        return Emulator(
+            [*sample_connectors(), extra], objects=watched, page_size=2, devices=demo_devices(), roles=DEMO_ROLES
+        )
     emulator = Emulator(entra=True)
     for tenant in CUSTOMER_TENANT_IDS[:tenants]:
-        emulator.add_tenant(tenant, objects=watched)
+        emulator.add_tenant(tenant, objects=watched, devices=demo_devices(), roles=DEMO_ROLES)
     return emulator
+
+
+def demo_devices() -> DeviceFleet:
+    """300 managed devices, about 225 of them not synced for a day: more than one run syncs (100 at the most)."""
+    return DeviceFleet(300, time_scale=DEVICE_TIME_SCALE)
+
+
+def app_settings(emulator: Emulator) -> dict[str, str]:
+    """The emulator's settings, under the shell's own app settings (SYNC_TARGETS, DEVICE_*, ...), which win."""
+    shell = {name: os.environ[name] for name in SETTING_NAMES if os.environ.get(name)}
+    shell.pop("GRAPH_ENDPOINT", None)  # these point at the emulator, or nothing would reach it
+    shell.pop("IDENTITY_ENDPOINT", None)
+    shell.pop("IDENTITY_HEADER", None)
+    demo = {"SYNC_TARGETS": DEMO_TARGETS, "DEVICE_SYNC_WINDOW_SECONDS": f"{20 * DEVICE_TIME_SCALE:g}"}
+    return {**emulator_settings(emulator), **demo, **shell}
+
+
+def port_number(text: str) -> int:
+    """A TCP port, for --port and the PORT variable: a clear error, never a traceback."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def stop_at_once_on_the_next_interrupt(host: FunctionsHost) -> None:
+    """Stopping waits for the worker to finish; a second Ctrl-C ends the worker and this process at once."""
+
+    def now(_signal: int, _frame: object) -> None:
+        if host.worker_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(host.worker_pid, signal.SIGKILL)
+        print("\nStopped.", flush=True)
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, now)
 
 
 def port_is_free(port: int) -> bool:
@@ -142,7 +219,7 @@ def port_is_free(port: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("PORT") or 7071), help="default 7071, or the PORT variable"
+        "--port", type=port_number, default=os.environ.get("PORT") or "7071", help="default 7071, or the PORT variable"
     )
     parser.add_argument("--once", action="store_true", help="fire the timer, call the webhook twice, stop")
     parser.add_argument("--live", action="store_true", help="use the real tenant with this machine's sign-in")
@@ -167,8 +244,9 @@ def main() -> int:
     settings = {"SYNC_SCHEDULE": "0 */15 * * * *"}
     if not args.live:
         emulator = demo_emulator(args.tenants).start()
-        settings = {**emulator_settings(emulator), "SYNC_TARGETS": DEMO_TARGETS}
+        settings = app_settings(emulator)
         print(f"Emulator for Graph and the managed-identity endpoint: {emulator.url}")
+        print(f"SYNC_TARGETS={settings['SYNC_TARGETS']} (set SYNC_TARGETS in the shell to choose others)")
         if args.tenants:
             print(f"Entra stand-in: {emulator.authority}; tenants: {', '.join(emulator.customers)}")
     stop: list[Callable[[], None]] = [emulator.stop] if emulator else []
@@ -180,17 +258,23 @@ def main() -> int:
             print(f"Loaded {name} in the Python worker: {'ok' if result.succeeded else result.error}")
         if not all(result.succeeded for result in host.loaded.values()):
             return 1
-        server = FrontEnd(host, args.port, Reporter(emulator)).serve()
+        reporter = Reporter(emulator)
+        server = FrontEnd(host, args.port, reporter).serve()
+        stop.insert(0, server.server_close)
         print(f"Serving http://localhost:{args.port}/api/sync (fire the timer: POST /admin/functions/sync_timer)")
         if args.once:
             threading.Thread(target=server.serve_forever, daemon=True).start()
-            run_once(args.port, args.tenants)
+            run_once(args.port, args.tenants, tuple(settings.get("SYNC_TARGETS", DEMO_TARGETS).split(",")))
             server.shutdown()
-            return 0
+            if reporter.failed:
+                print(f"\n{reporter.failed} of the demo's calls failed: see above.", file=sys.stderr)
+            return 1 if reporter.failed else 0
+        print("Press Ctrl-C to stop.", flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
-            print("\nStopping.")
+            stop_at_once_on_the_next_interrupt(host)
+            print("\nStopping (Ctrl-C again to stop at once).", flush=True)
         return 0
     finally:
         for step in stop:

@@ -15,7 +15,8 @@ from typing import Any
 
 from tests.functions_host.host import FunctionsHost, Invocation
 
-Report = Callable[[str, Invocation], None]
+# Told of every request: what it was, its invocation (None when no function ran), and the status it was answered.
+Report = Callable[[str, Invocation | None, int], None]
 # Bodies past this are not read further (the function's own limit is far lower, and it answers 413 itself).
 MAX_BODY_BYTES = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
@@ -52,9 +53,22 @@ class FrontEnd:
         self._templates = [(route_pattern(route), route) for route in self.routes]
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Answer one request, and report it (every method, whatever its status)."""
+        route = path.split("?", 1)[0]
+        invocation: list[Invocation] = []
+        status, answer_headers, answer = self._dispatch(method, path, headers, body, invoked=invocation)
+        if self.report is not None:
+            what = f"{route.rsplit('/', 1)[-1]} (fired by hand)" if invocation and route.startswith("/admin/") else None
+            self.report(what or f"{method} {route}", invocation[0] if invocation else None, status)
+        return status, answer_headers, answer
+
+    def _dispatch(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, *, invoked: list[Invocation]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """The answer; a function that ran leaves its invocation in ``invoked``."""
         route = path.split("?", 1)[0]
         if route.startswith("/admin/functions/"):
-            return self._admin(method, route.rsplit("/", 1)[-1])
+            return self._admin(method, route.rsplit("/", 1)[-1], invoked)
         matched = next(
             ((hit, template) for pattern, template in self._templates if (hit := pattern.fullmatch(route))), None
         )
@@ -71,12 +85,12 @@ class FrontEnd:
         invocation = self.host.invoke_http(
             name, method, f"http://localhost:{self.port}{path}", headers=headers, body=body, route_params=route_params
         )
-        self._report(f"{method} {route}", invocation)
+        invoked.append(invocation)
         if invocation.http is None:
             return json_error(500, "internalError", invocation.error or "the function gave no HTTP answer")
         return invocation.http.status, invocation.http.headers, invocation.http.body
 
-    def _admin(self, method: str, name: str) -> tuple[int, dict[str, str], bytes]:
+    def _admin(self, method: str, name: str, invoked: list[Invocation]) -> tuple[int, dict[str, str], bytes]:
         """The host's admin API runs non-HTTP functions; an HTTP function is called at its route instead."""
         if method != "POST":
             status, headers, answer = json_error(405, "invalidRequest", "method: use POST", field="method")
@@ -91,7 +105,7 @@ class FrontEnd:
                 "invalidRequest",
                 f"{name} is HTTP-triggered: call it at {route}. /admin/functions/ runs non-HTTP functions only.",
             )
-        self._report(f"{name} (fired by hand)", self.host.invoke_timer(name))
+        invoked.append(self.host.invoke_timer(name))
         return 202, {}, b""
 
     def serve(self) -> ThreadingHTTPServer:
@@ -156,7 +170,3 @@ class FrontEnd:
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         return server
-
-    def _report(self, what: str, invocation: Invocation) -> None:
-        if self.report is not None:
-            self.report(what, invocation)
