@@ -37,6 +37,7 @@ venv: $(BIN)/.installed ## create .venv with the app's packages, for .venv/bin/p
 # checkov has many pinned dependencies of its own, so it gets its own environment. It pins pycep-parser 0.5.1,
 # which predates Bicep's `extension` keyword (infra/graph-permission.bicep); 0.7.1 reads it.
 $(VENVCHECKOV)/bin/.installed:
+	@echo "Installing checkov into $(VENVCHECKOV) (once; about half a minute)..."
 	$(PYTHON) -m venv $(VENVCHECKOV)
 	$(VENVCHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==3.3.30
 	$(VENVCHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps pycep-parser==0.7.1

@@ -8,9 +8,12 @@ or an app setting is invalid.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import TextIO
 
@@ -151,9 +154,12 @@ def _grant(args: argparse.Namespace, out: TextIO) -> int:
     except GraphForbidden as refused:
         print(
             f"error: Graph refused to grant the permission to {_signed_in_as(graph.token(deadline))}: "
-            f"{refused.message} Sign in (az login) as an administrator who may assign application permissions, "
-            "such as a Privileged Role Administrator: the call needs AppRoleAssignment.ReadWrite.All and "
-            "Application.Read.All.",
+            f"{refused.message}",
+            file=out,
+        )
+        print(
+            "fix: Sign in (az login) as an administrator who may assign application permissions, such as a "
+            "Privileged Role Administrator: the call needs AppRoleAssignment.ReadWrite.All and Application.Read.All.",
             file=out,
         )
         return 1
@@ -254,12 +260,23 @@ def _print_expiry(report: watch.WatchReport, out: TextIO) -> None:
         expires = standing.expires.date().isoformat() if standing.expires else "-"
         left = standing.days_left(report.at)
         print(
-            f"  {standing.name:<50} expires {expires:<10}  days left {'-' if left is None else left:<5}  "
-            f"{standing.problem or 'ok'}",
+            f"  {standing.name:<50} {standing.id:<36}  expires {expires:<10}  "
+            f"days left {'-' if left is None else left:<5}  {standing.problem or 'ok'}",
             file=out,
         )
     for skipped in report.unchecked:
         print(f"  {skipped.target:<50} {skipped.reason}", file=out)
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Only ``logger``'s errors while the block runs."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _cell(value: object) -> str:
@@ -289,7 +306,8 @@ def _sync(args: argparse.Namespace, out: TextIO) -> int:
                     count += 1
         print(f"{count} object(s); nothing was sent (--dry-run).", file=out)
         return 0
-    report = run.run_sync(settings, targets, ids=ids, sync_type=args.type, tenants=chosen)
+    with _quiet(run.log):  # each result is printed below: the run's own line for it would say it twice
+        report = run.run_sync(settings, targets, ids=ids, sync_type=args.type, tenants=chosen)
     for result in report.results:
         where = f"{result.tenant}  " if result.tenant else ""
         line = f"{result.outcome:<8}  {where}{result.target}  {result.id or '-'}  request-id={result.request_id}"

@@ -93,7 +93,13 @@ def _tenant_findings(
 
 
 def _settings_finding(settings: Settings, names: tuple[str, ...]) -> Finding:
-    connectors = ", ".join(settings.connector_ids) or "every connector in the tenant"
+    named = "".join(
+        f", {TARGETS[name].ids_setting}={','.join(settings.ids_for(name)) or f'(every {TARGETS[name].noun})'}"
+        for name in names
+        if TARGETS[name].ids_setting
+    )
+    takes_type = any(TARGETS[name].takes_sync_type for name in names)
+    sync_type = f", SYNC_TYPE={settings.sync_type}" if takes_type else ""
     tenants = (
         f", TENANT_IDS={','.join(settings.tenants)} through TENANT_APP_CLIENT_ID={settings.graph.app_client_id} "
         f"at {settings.graph.authority}"
@@ -103,8 +109,7 @@ def _settings_finding(settings: Settings, names: tuple[str, ...]) -> Finding:
     return Finding(
         True,
         "settings",
-        f"SYNC_TARGETS={','.join(names)}, SYNC_TYPE={settings.sync_type}, GRAPH_ENDPOINT={settings.graph.endpoint}, "
-        f"Exchange connectors: {connectors}{tenants}",
+        f"SYNC_TARGETS={','.join(names)}{sync_type}, GRAPH_ENDPOINT={settings.graph.endpoint}{named}{tenants}",
     )
 
 
@@ -240,5 +245,7 @@ def _expiry_findings(settings: Settings, states: list[run.TargetState], tenant: 
         left = standing.days_left(report.at)
         when = f"expires {standing.expires.date().isoformat()} ({left} days left)" if standing.expires else "no expiry"
         detail = f"{standing.name}: {standing.problem}" if standing.problem else f"{standing.name}: {when}"
-        findings.append(Finding(standing.problem is None, f"expiry {standing.target}", detail, standing.fix))
+        findings.append(
+            Finding(standing.problem is None, f"expiry {standing.target} {standing.id}", detail, standing.fix)
+        )
     return findings

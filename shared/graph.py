@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -448,6 +449,11 @@ def _identity_fix(settings: GraphSettings) -> str:
         return (
             "TENANT_IDS acts through the Function App's user-assigned managed identity: run it in Azure "
             "(README, 'Many tenants'), or against the emulator (make demo)."
+        )
+    if settings.identity_endpoint is None and shutil.which("az") is None:
+        return (
+            "To try it from this machine, install the Azure CLI (https://learn.microsoft.com/cli/azure/install-azure-cli"
+            ", or: pip install azure-cli) and run 'az login'; or deploy it to Azure with a managed identity."
         )
     if settings.identity_endpoint is None:
         return "Run 'az login' to try it from this machine, or deploy it to Azure with a managed identity."

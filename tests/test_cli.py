@@ -564,3 +564,51 @@ def test_sync_ids_need_exactly_one_target(two_permissions: Emulator) -> None:
     assert code == 2
     assert "--id" in out
     assert two_permissions.calls() == []
+
+
+def test_sync_command_says_each_failed_result_once(app_env: Emulator) -> None:
+    app_env.roles = (READ_ROLE,)
+    run = subprocess.run(
+        [sys.executable, "-m", "shared", "sync"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    said = run.stdout + run.stderr
+    assert run.returncode == 1
+    assert said.count("6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01") == 1
+
+
+def test_doctor_names_only_the_enabled_targets_settings(scheduled: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_TARGETS", "vppTokens")
+
+    _, out = cli("doctor")
+
+    settings_line = next(line for line in out.splitlines() if "  settings:" in line)
+    assert "SYNC_TARGETS=vppTokens, GRAPH_ENDPOINT=" in settings_line
+    assert "Exchange" not in settings_line
+    assert "EXCHANGE_CONNECTOR_IDS" not in settings_line
+    assert "SYNC_TYPE" not in settings_line
+
+
+def test_doctor_without_the_azure_cli_says_how_to_install_it(
+    scheduled: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("IDENTITY_ENDPOINT")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no az anywhere
+
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert "install the Azure CLI" in out
+
+
+def test_a_refused_grant_puts_the_fix_on_its_own_line(app_env: Emulator) -> None:
+    code, out = cli("grant", "--principal-id", IDENTITY_OBJECT_ID)
+
+    assert code == 1
+    assert out.splitlines()[-1].startswith("fix: Sign in (az login) as an administrator")
+    assert "Sign in" not in out.splitlines()[0]

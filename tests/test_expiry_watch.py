@@ -168,7 +168,10 @@ def test_a_healthy_tenant_with_only_the_service_config_role_passes_doctor(watche
 
     assert code == 0, out
     assert "ok    expiry androidManagedStoreAccountEnterpriseSettings: not checked: needs" in out
-    assert "ok    expiry applePushNotificationCertificate: Apple push certificate (mdm@contoso.example): expires" in out
+    assert (
+        "ok    expiry applePushNotificationCertificate 0a1b2c3d-apns: Apple push certificate (mdm@contoso.example): "
+        in out
+    )
 
 
 def test_doctor_fails_on_a_finding_and_prints_its_fix(watched: Emulator) -> None:
@@ -177,8 +180,18 @@ def test_doctor_fails_on_a_finding_and_prints_its_fix(watched: Emulator) -> None
     code, out = cli("doctor")
 
     assert code == 1
-    assert "FAIL  expiry vppTokens: VPP token Contoso (vpp@contoso.example): expires in" in out
+    assert f"FAIL  expiry vppTokens {VPP_IDS[1]}: VPP token Contoso (vpp@contoso.example): expires in" in out
     assert "fix: Download a new token from Apple Business Manager" in out
+
+
+def test_two_tokens_of_one_name_are_told_apart_by_their_ids(watched: Emulator) -> None:
+    _, doctored = cli("doctor")
+    _, status = cli("status")
+
+    for out in (doctored, status):
+        vpp_lines = [line for line in out.splitlines() if "VPP token Contoso" in line]
+        assert len(vpp_lines) == 2
+        assert [VPP_IDS[0] in vpp_lines[0], VPP_IDS[1] in vpp_lines[1]] == [True, True]
 
 
 def test_status_shows_expiry_dates_and_days_left(watched: Emulator) -> None:
