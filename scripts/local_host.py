@@ -60,6 +60,8 @@ from tests.functions_host.host import FunctionsHost, Invocation  # noqa: E402
 DEMO_TARGETS = "exchangeConnectors,vppTokens,depOnboardingSettings,windowsAutopilotSettings"
 # The demo identity holds every permission a target needs, so whichever targets the shell enables can sync.
 DEMO_ROLES = (READ_WRITE_ROLE, CONFIG_READ_WRITE_ROLE, MANAGED_READ_ROLE, PRIVILEGED_ROLE)
+# What the README promises of the demo's push certificate.
+DEMO_CERTIFICATE_DAYS = 12
 # The demo's devices live in a write window scaled from Intune's 20 s to 2 s, and the app is told the same.
 DEVICE_TIME_SCALE = 0.1
 
@@ -157,7 +159,9 @@ def demo_emulator(tenants: int) -> Emulator:
     ``tenants``, as many customer tenants hold those objects instead, reached through the Entra stand-in."""
     extra = connector("3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e03", server_name="EXCH03")
     tokens = [vpp_token(VPP_IDS[0], state="expired", expires_in_days=-3), vpp_token(VPP_IDS[1])]
-    watched = {"vppTokens": tokens, "applePushNotificationCertificate": [apns_certificate(expires_in_days=12)]}
+    # Half a day more, so that "12 days left" holds for the whole of the demo's run (days left count down).
+    certificate = apns_certificate(expires_in_days=DEMO_CERTIFICATE_DAYS + 0.5)
+    watched = {"vppTokens": tokens, "applePushNotificationCertificate": [certificate]}
     if not tenants:
         return Emulator(
             [*sample_connectors(), extra], objects=watched, page_size=2, devices=demo_devices(), roles=DEMO_ROLES

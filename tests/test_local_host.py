@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -136,6 +137,18 @@ def test_one_ctrl_c_stops_serve_and_frees_its_port(served: Served) -> None:
     served.process.wait(timeout=30)
     assert served.process.returncode == 0
     assert served.request_refused()
+
+
+def test_demo_runs_as_the_readme_describes_it() -> None:
+    run = demo()
+    readme = (ROOT / "README.md").read_text()
+    days = re.search(r"a push certificate that expires in (\d+) days", readme)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert days is not None
+    assert f"expires in {days[1]} day(s)" in run.stdout
+    assert "expiry-warning target=vppTokens" in run.stdout
+    assert "== sync_timer (fired by hand): succeeded" in run.stdout
 
 
 def test_demo_exits_non_zero_when_its_calls_fail() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from shared.cli import _parser
 from shared.settings import SETTING_NAMES
+from shared.targets.managed_devices import WRITES_PER_WINDOW
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -84,3 +85,30 @@ def test_every_local_host_option_the_readme_shows_exists() -> None:
     for option in re.findall(r"local_host\.py((?: --[a-z-]+)+)", README):
         for name in option.split():
             assert f'"{name}"' in script
+
+
+def test_every_write_limit_the_readme_quotes_is_the_one_the_code_paces_under() -> None:
+    quoted = re.findall(r"(\d+) (?:device )?writes per 20 s", README)
+
+    assert quoted
+    assert set(quoted) == {str(WRITES_PER_WINDOW)}
+    assert f"at most {WRITES_PER_WINDOW} device writes" in section("Settings")
+
+
+def test_the_prerequisites_ask_for_no_exchange_connector() -> None:
+    """Its support ended on 19 February 2024: it is one target among several, never a requirement."""
+    assert "Exchange connector" not in section("Prerequisites")
+
+
+def test_the_demo_certificate_the_readme_describes_is_the_demos() -> None:
+    script = (ROOT / "scripts" / "local_host.py").read_text()
+    promised = re.search(r"a push certificate that expires in (\d+) days", README)
+
+    assert promised is not None
+    assert f"DEMO_CERTIFICATE_DAYS = {promised[1]}\n" in script
+
+
+def test_the_readme_quotes_no_test_pass_time_below_the_ci_budget() -> None:
+    """Pass times vary with the machine; the README promises only the budget that CI keeps."""
+    assert not re.search(r"\d+\s*[\u2013-]\s*\d+ s\b|about (?:four|five) minutes", section("Tests"))
+    assert "under three minutes" in section("Tests")
