@@ -50,10 +50,18 @@ lint: $(BIN)/.installed ## ruff: lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The whole suite on the machine's python3, then again on 3.13, where the worker-level tests also run.
+# The whole suite on the machine's python3 and on 3.13 (where the worker-level tests also run), side by side
+# and each spread over workers (pytest-xdist): most tests wait on sockets, so the 2 cores are not the limit.
+# The python3 pass's output is shown when both have ended; either failing fails the target.
+TEST_WORKERS ?= 3
 test: lint checkov $(BIN313)/.installed ## what CI runs: lint, checkov, the suite on python3 and on 3.13
-	$(BIN)/python -m pytest -p no:cacheprovider
-	$(BIN313)/python -m pytest -p no:cacheprovider
+	@echo "The suite on $$($(BIN)/python -V) and on $$($(BIN313)/python -V), side by side..."
+	@log=$$(mktemp); \
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) > $$log 2>&1 & first=$$!; \
+	$(BIN313)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS); second=$$?; \
+	wait $$first; first=$$?; \
+	echo "== the pass on $$($(BIN)/python -V):"; cat $$log; rm -f $$log; \
+	test $$first -eq 0 -a $$second -eq 0
 
 demo: $(BIN313)/.installed ## the app in the real Functions worker against the emulator, once (PORT=7071, TENANTS=2)
 	$(BIN313)/python scripts/local_host.py --once --port $(PORT) --tenants $(TENANTS)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +94,11 @@ def fire_timer(past_due: bool = False) -> None:
 def closed_port_url() -> str:
     """An address where nothing listens, for an identity endpoint that is down."""
     return f"http://127.0.0.1:{free_port()}/msi/token"
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Until ``condition`` holds: an event to wait for, never a guess at how long a busy machine takes."""
+    ends = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < ends, f"timed out waiting for {what}"
+        time.sleep(0.01)

@@ -556,6 +556,8 @@ class Emulator:
     def fault(self, route: str, **options: Any) -> Fault:
         """Queue a fault for ``route``: ``identity``, ``list``, ``get`` or ``sync``."""
         spoilt = Fault(**options)
+        if spoilt.gzip and spoilt.size:
+            _gzipped_spaces(spoilt.size)
         with self._lock:
             self._faults.setdefault(route, []).append(spoilt)
         return spoilt
@@ -1375,8 +1377,10 @@ def _graph_service_principal() -> dict[str, Any]:
 
 
 @functools.cache
+@functools.cache
 def _gzipped_spaces(size: int) -> bytes:
-    """gzip of ``size`` spaces: a few hundred KiB that expand to ``size`` bytes."""
+    """gzip of ``size`` spaces: a few hundred KiB that expand to ``size`` bytes. Made once, when the fault is
+    queued: compressing 300 MB takes seconds on a busy machine, which the app would take for a hung answer."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)
     chunk = b" " * (1024 * 1024)
     parts = [packer.compress(chunk[: min(size - done, len(chunk))]) for done in range(0, size, len(chunk))]

@@ -5,24 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.conftest import Answer, call_webhook, fire_timer
+from tests.conftest import Answer, call_webhook, fire_timer, wait_for
 from tests.emulator import Emulator
 
 A = "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"
 B = "0b9a2f51-7c1e-4a8e-b7c4-5d2f3e9a8c02"
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Until ``condition`` holds: an event to wait for, never a guess at how long the machine takes."""
-    ends = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < ends, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def concurrently(emulator: Emulator, bodies: list[dict], **fault: object) -> list[Answer]:
