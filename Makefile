@@ -46,22 +46,28 @@ $(VENVCHECKOV)/bin/.installed:
 checkov: $(VENVCHECKOV)/bin/.installed ## scan infra/ with checkov
 	$(VENVCHECKOV)/bin/checkov --config-file .checkov.yaml
 
-lint: $(BIN)/.installed ## ruff: lint and format check
+lint: $(BIN)/.installed ## ruff (lint and format check) and mypy (shared/, strict)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
-# The whole suite on the machine's python3 and on 3.13 (where the worker-level tests also run), side by side
-# and each spread over workers (pytest-xdist): most tests wait on sockets, so the 2 cores are not the limit.
-# The python3 pass's output is shown when both have ended; either failing fails the target.
+# What CI runs. The three environments install side by side; then lint, and checkov beside the whole suite on
+# the machine's python3 and on 3.13 (where the worker-level tests also run), each pass spread over workers
+# (pytest-xdist: most tests wait on sockets). The 3.13 pass streams; checkov's and the python3 pass's output
+# follow when all have ended. Any of them failing fails the target.
 TEST_WORKERS ?= 3
-test: lint checkov $(BIN313)/.installed ## what CI runs: lint, checkov, the suite on python3 and on 3.13
-	@echo "The suite on $$($(BIN)/python -V) and on $$($(BIN313)/python -V), side by side..."
-	@log=$$(mktemp); \
-	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) > $$log 2>&1 & first=$$!; \
+test: ## what CI runs: lint, checkov, the suite on python3 and on 3.13
+	@$(MAKE) --no-print-directory -j3 $(BIN)/.installed $(BIN313)/.installed $(VENVCHECKOV)/bin/.installed
+	@$(MAKE) --no-print-directory lint
+	@echo "checkov, and the suite on $$($(BIN)/python -V) and on $$($(BIN313)/python -V), side by side..."
+	@logs=$$(mktemp -d); \
+	$(MAKE) --no-print-directory checkov > $$logs/checkov 2>&1 & checkov=$$!; \
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) > $$logs/python3 2>&1 & first=$$!; \
 	$(BIN313)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS); second=$$?; \
-	wait $$first; first=$$?; \
-	echo "== the pass on $$($(BIN)/python -V):"; cat $$log; rm -f $$log; \
-	test $$first -eq 0 -a $$second -eq 0
+	wait $$checkov; checkov=$$?; wait $$first; first=$$?; \
+	echo "== checkov:"; cat $$logs/checkov; echo "== the pass on $$($(BIN)/python -V):"; cat $$logs/python3; \
+	rm -rf $$logs; \
+	test $$checkov -eq 0 -a $$first -eq 0 -a $$second -eq 0
 
 demo: $(BIN313)/.installed ## the app in the real Functions worker against the emulator, once (PORT=7071, TENANTS=2)
 	$(BIN313)/python scripts/local_host.py --once --port $(PORT) --tenants $(TENANTS)
@@ -95,4 +101,4 @@ emulator: $(BIN)/.installed ## run the Graph + identity emulator alone; prints s
 	$(BIN)/python -m tests.emulator
 
 clean: ## remove every environment and cache the other targets made
-	rm -rf $(VENV) $(VENV313) $(VENVCHECKOV) $(VENVBENCH) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENV313) $(VENVCHECKOV) $(VENVBENCH) .pytest_cache .ruff_cache .mypy_cache .hypothesis

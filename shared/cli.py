@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TextIO
 
@@ -40,8 +40,9 @@ LISTER = doctor.LISTER
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = _parser().parse_args(argv)
+    command: Callable[[argparse.Namespace, TextIO], int] = args.command
     try:
-        return args.command(args, out)
+        return command(args, out)
     except (InvalidRequest, UnknownTenant) as exc:
         print(f"error: {exc}", file=out)
         return 2

@@ -23,9 +23,15 @@ def json_type(value: object) -> str:
 
 
 class SyncAppError(Exception):
-    """Base of every error this app raises on purpose."""
+    """Base of every error this app raises on purpose. What Graph said, where an answer came (a status, Graph's
+    code and request ids), is on every one, None where none did, so callers never probe with ``getattr``."""
 
     _kind: str | None = None  # a code of the error's own, where its class name is not the one callers know
+    status: int | None = None
+    code: str | None = None
+    request_id: str | None = None
+    client_request_id: str | None = None
+    retry_after: int | None = None  # seconds to wait before trying again, where waiting helps
 
     @property
     def kind(self) -> str:
@@ -121,7 +127,7 @@ class GraphThrottled(GraphError):
 
     def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
         super().__init__(message, **details)
-        self.retry_after = retry_after
+        self.retry_after: int = retry_after
 
 
 class GraphUnreachable(GraphError):
@@ -184,6 +190,8 @@ class SyncFailed(SyncAppError):
 
 class InvalidRequest(SyncAppError):
     """A webhook request this app will not act on; ``field`` names what is wrong."""
+
+    status: int  # the HTTP status it is answered with
 
     def __init__(self, field: str, message: str, *, status: int = 400, allowed: tuple[str, ...] | None = None) -> None:
         super().__init__(f"{field}: {message}")

@@ -125,7 +125,7 @@ class GraphRetry(Retry):
     Graph asks for a pause before every retry (exponential, with jitter so instances spread out)."""
 
     def get_backoff_time(self) -> float:
-        ceiling = min(BACKOFF_MAX, self.backoff_factor * 2 ** (len(self.history) - 1))
+        ceiling: float = min(BACKOFF_MAX, self.backoff_factor * 2 ** (len(self.history) - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not cryptography
 
 
@@ -500,10 +500,11 @@ def _assertion_for(settings: GraphSettings) -> Assertion:
         if credential is None:
             raise IdentityUnavailable(f"{source}: IDENTITY_ENDPOINT is not set. {_identity_fix(settings)}")
         try:
-            return credential.get_token_info(f"{audience}/.default")
+            info: AccessTokenInfo = credential.get_token_info(f"{audience}/.default")
         except Exception as exc:  # as in GraphClient._new_token: any class means no token
             credential = _managed_identity(settings, session)  # as GraphClient._drop_token says
             raise _no_token(source, exc, settings, current_exchange()) from None
+        return info
 
     return Assertion(fetch)
 
@@ -604,9 +605,9 @@ def client_for(settings: GraphSettings, tenant: str | None = None) -> GraphClien
             _clients.clear()
             _assertion = None
             _clients_settings = settings
-        client = _clients.get(tenant)
-        if client is None:
+        held = _clients.get(tenant)
+        if held is None:
             if tenant is not None and _assertion is None:
                 _assertion = _assertion_for(settings)
-            client = _clients[tenant] = GraphClient(settings, tenant, _assertion if tenant is not None else None)
-        return client
+            held = _clients[tenant] = GraphClient(settings, tenant, _assertion if tenant is not None else None)
+        return held

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Outcome = Literal["accepted", "failed", "skipped"]
+OUTCOMES: tuple[Outcome, ...] = ("accepted", "failed", "skipped")
 # After these, every further call would fail the same way: stop sending for the rest of the run.
 RUN_STOPPING = (IdentityUnavailable, TimeBudgetExhausted)
 # After this, further calls to the same target would only add to the throttling of its resource.
@@ -78,7 +79,7 @@ class ObjectResult(NamedTuple):
 
     @property
     def graph_error_code(self) -> str | None:
-        return getattr(self.error, "code", None) if self.outcome == "failed" else None
+        return self.error.code if self.outcome == "failed" and self.error is not None else None
 
     @property
     def message(self) -> str | None:
@@ -385,9 +386,9 @@ def _run_tenant(
                     None,
                     "failed",
                     _ms_since(read_started),
-                    graph_status=getattr(exc, "status", None),
-                    request_id=getattr(exc, "request_id", None),
-                    client_request_id=getattr(exc, "client_request_id", None),
+                    graph_status=exc.status,
+                    request_id=exc.request_id,
+                    client_request_id=exc.client_request_id,
                     detail=f"Could not list the {name} to sync{where}: {exc}",
                     error=exc,
                 )
@@ -510,9 +511,9 @@ def _sync_one(
             obj.id,
             "failed",
             _ms_since(started),
-            graph_status=getattr(exc, "status", None),
-            request_id=getattr(exc, "request_id", None),
-            client_request_id=getattr(exc, "client_request_id", None),
+            graph_status=exc.status,
+            request_id=exc.request_id,
+            client_request_id=exc.client_request_id,
             error=exc,
         )
     return ObjectResult(

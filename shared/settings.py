@@ -21,6 +21,7 @@ from shared.targets.exchange_connectors import SYNC_TYPES, SyncType, is_sync_typ
 from shared.targets.managed_devices import OPERATING_SYSTEMS, DeviceSelection
 
 T = TypeVar("T")
+NONE: tuple[str, ...] = ()  # an empty list setting
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_DEVICES = DeviceSelection(timedelta(hours=24), 100, ())
@@ -110,9 +111,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
     def number(name: str, *, default: float, low: float, high: float, whole: bool = False) -> float:
         return check(lambda: _number(env, name, default=default, low=low, high=high, whole=whole), default)
 
-    tenants = check(lambda: _tenant_ids(env.get("TENANT_IDS", "")), ())
+    tenants = check(lambda: _tenant_ids(env.get("TENANT_IDS", "")), NONE)
     client_id = check(lambda: _client_id(env.get("AZURE_CLIENT_ID", "").strip()), None)
-    connector_ids = check(lambda: _connector_ids(env.get("EXCHANGE_CONNECTOR_IDS", "")), ())
+    connector_ids = check(lambda: _connector_ids(env.get("EXCHANGE_CONNECTOR_IDS", "")), NONE)
     if tenants:
         check(lambda: _check_many_tenants(client_id, connector_ids), None)
     graph = GraphSettings(
@@ -141,7 +142,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         devices=DeviceSelection(
             stale_after=timedelta(hours=number("DEVICE_STALE_HOURS", default=24, low=1, high=8760)),
             most=int(number("DEVICE_SYNC_MAX_PER_RUN", default=100, low=1, high=1000, whole=True)),
-            operating_systems=check(lambda: _operating_systems(env.get("DEVICE_OPERATING_SYSTEMS", "")), ()),
+            operating_systems=check(lambda: _operating_systems(env.get("DEVICE_OPERATING_SYSTEMS", "")), NONE),
             window_seconds=number("DEVICE_SYNC_WINDOW_SECONDS", default=20, low=0.01, high=20),
         ),
         tenants=tenants,
@@ -274,7 +275,7 @@ def _origin(setting: str, raw: str, url: str, *, schemes: tuple[str, ...], expec
         problem = "must be the root only (scheme, host and optional port), with no path, query, ';' or user"
     elif parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         problem = "http:// is allowed only for a loopback host (the local emulator); use https://"
-    if problem or parts is None:
+    if problem or parts is None or parts.hostname is None:
         raise ConfigurationError(setting, f"{problem}; got {raw[:100]!r}")
     host = parts.hostname.lower()
     host = f"[{host}]" if ":" in host else host

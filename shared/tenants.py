@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from shared.errors import InvalidRequest, UnknownTenant
-from shared.settings import GUID, Settings
+from shared.settings import Settings
+from shared.targets.base import GUID
 
 T = TypeVar("T")
 # The app's own tenant, when TENANT_IDS is empty: its clients and results carry no tenant id.

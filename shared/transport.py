@@ -195,7 +195,7 @@ class _CappedBody:
             yield chunk
 
     def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
-        data = self._raw.read(self._limit + 1 if amt is None else amt, *args, **kwargs)
+        data: bytes = self._raw.read(self._limit + 1 if amt is None else amt, *args, **kwargs)
         self._count(len(data))
         return data
 
@@ -250,7 +250,7 @@ def session_for(endpoint: str, user_agent: str) -> requests.Session:
     return session
 
 
-class DeadlineTransport(RequestsTransport):
+class DeadlineTransport(RequestsTransport):  # type: ignore[misc]  # azure-core exports it untyped (lazily)
     """azure-core's requests transport over our session: no request starts, and no retry waits, past the deadline.
 
     azure-core's RetryPolicy sleeps whatever ``Retry-After`` the identity endpoint sends (an hour, if it says so);

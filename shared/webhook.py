@@ -265,7 +265,7 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
     body: dict[str, Any] = {"syncType": report.sync_type} if report.sync_type else {}
     if settings.tenants:
         body["tenants"] = list(report.tenants)
-    body["summary"] = {outcome: report.count(outcome) for outcome in ("accepted", "failed", "skipped")}
+    body["summary"] = {outcome: report.count(outcome) for outcome in run.OUTCOMES}
     body["results"] = results
     if EXCHANGE in report.targets:  # the key the Exchange connectors' results had before targets existed
         body["connectors"] = [r for r in results if r["target"] == EXCHANGE]
@@ -360,9 +360,8 @@ def _error_answer(
     if advice:
         detail["remedy"] = advice
     headers = {}
-    retry_after = getattr(error, "retry_after", None)
-    if status == 503 and retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
+    if status == 503 and error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     if status >= 500 and not logged:
         log.warning("Webhook answered %d: %s", status, error)
     return WebhookAnswer(status, {**(body or {}), "error": detail}, headers)

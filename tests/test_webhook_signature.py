@@ -189,7 +189,7 @@ def test_a_retry_while_the_first_delivery_is_handled_is_409_and_sends_nothing(st
     assert len(standard.calls("sync")) == 2
 
 
-@pytest.mark.parametrize("offset", [-301, 301, -3600])
+@pytest.mark.parametrize("offset", [-310, 310, -3600])  # 10 s outside: a busy machine takes time to answer
 def test_standard_webhooks_timestamp_outside_five_minutes_is_refused(standard: Emulator, offset: int) -> None:
     answer = call_webhook(body=BODY, headers=standard_headers(BODY, at=time.time() + offset))
 
