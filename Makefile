@@ -23,13 +23,13 @@ help: ## list the targets (this is what plain `make` does)
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-compile --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 $(BIN313)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or set PYTHON313=/path/to/python3.13"; exit 1; }
 	$(PYTHON313) -m venv $(VENV313)
-	$(BIN313)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN313)/python -m pip install --quiet --no-compile --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/.installed ## create .venv with the app's packages, for .venv/bin/python -m shared
@@ -39,8 +39,8 @@ venv: $(BIN)/.installed ## create .venv with the app's packages, for .venv/bin/p
 $(VENVCHECKOV)/bin/.installed:
 	@echo "Installing checkov into $(VENVCHECKOV) (once; about half a minute)..."
 	$(PYTHON) -m venv $(VENVCHECKOV)
-	$(VENVCHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==3.3.30
-	$(VENVCHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps pycep-parser==0.7.1
+	$(VENVCHECKOV)/bin/python -m pip install --quiet --no-compile --disable-pip-version-check checkov==3.3.30
+	$(VENVCHECKOV)/bin/python -m pip install --quiet --no-compile --disable-pip-version-check --no-deps pycep-parser==0.7.1
 	touch $@
 
 checkov: $(VENVCHECKOV)/bin/.installed ## scan infra/ with checkov
