@@ -273,8 +273,8 @@ def main() -> int:
             if reporter.failed:
                 print(f"\n{reporter.failed} of the demo's calls failed: see above.", file=sys.stderr)
             return 1 if reporter.failed else 0
-        print("Press Ctrl-C to stop.", flush=True)
         try:
+            print("Press Ctrl-C to stop.", flush=True)
             server.serve_forever()
         except KeyboardInterrupt:
             stop_at_once_on_the_next_interrupt(host)
