@@ -23,13 +23,13 @@ help: ## list the targets (this is what plain `make` does)
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-compile --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 $(BIN313)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or set PYTHON313=/path/to/python3.13"; exit 1; }
 	$(PYTHON313) -m venv $(VENV313)
-	$(BIN313)/python -m pip install --quiet --no-compile --disable-pip-version-check -r requirements-dev.txt
+	$(BIN313)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/.installed ## create .venv with the app's packages, for .venv/bin/python -m shared
@@ -39,8 +39,8 @@ venv: $(BIN)/.installed ## create .venv with the app's packages, for .venv/bin/p
 $(VENVCHECKOV)/bin/.installed:
 	@echo "Installing checkov into $(VENVCHECKOV) (once; about half a minute)..."
 	$(PYTHON) -m venv $(VENVCHECKOV)
-	$(VENVCHECKOV)/bin/python -m pip install --quiet --no-compile --disable-pip-version-check checkov==3.3.30
-	$(VENVCHECKOV)/bin/python -m pip install --quiet --no-compile --disable-pip-version-check --no-deps pycep-parser==0.7.1
+	$(VENVCHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==3.3.30
+	$(VENVCHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps pycep-parser==0.7.1
 	touch $@
 
 checkov: $(VENVCHECKOV)/bin/.installed ## scan infra/ with checkov
@@ -56,6 +56,9 @@ lint: $(BIN)/.installed ## ruff (lint and format check) and mypy (shared/, stric
 # spread over workers (pytest-xdist: most tests wait on sockets). The 3.13 pass streams; checkov's and the
 # python3 pass's output follow when all have ended. Any of them failing fails the target.
 TEST_WORKERS ?= 3
+# The suite starts many interpreters (workers, the CLI, the local host): let them cache the app's bytecode in
+# __pycache__/ (ignored by git) even where the environment says not to.
+test: export PYTHONDONTWRITEBYTECODE =
 test: ## what CI runs: lint, checkov, the suite on python3 and on 3.13
 	@$(MAKE) --no-print-directory -j2 $(BIN)/.installed $(BIN313)/.installed
 	@$(MAKE) --no-print-directory lint

@@ -26,7 +26,6 @@ from shared.errors import (
     InvalidObjectId,
     InvalidRequest,
     SyncAppError,
-    UnknownTenant,
 )
 from shared.graph import Deadline, client_for
 from shared.permissions import grant_app_roles, token_claims
@@ -43,20 +42,17 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     command: Callable[[argparse.Namespace, TextIO], int] = args.command
     try:
         return command(args, out)
-    except (InvalidRequest, UnknownTenant) as exc:
-        print(f"error: {exc}", file=out)
-        return 2
     except ConfigurationError as exc:
         for setting, message in exc.problems:
             print(f"error: app setting {setting}: {message}", file=out)
         print(f"fix: {doctor.SETTING_FIX.format(' and '.join(exc.settings))}", file=out)
-        return 2
+        return exc.exit_code
     except SyncAppError as exc:
         print(f"error: {exc}", file=out)
-        advice = run.remedy(exc, lister=LISTER)
+        advice = exc.remedy(lister=LISTER)
         if advice:
             print(f"fix: {advice}", file=out)
-        return 1
+        return exc.exit_code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -234,7 +230,7 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
                 )
             if state.error is not None:
                 print(f"error: {where}{state.target}: {state.error}", file=notes)
-                advice = run.remedy(state.error, target, lister=LISTER, tenant=state.tenant)
+                advice = state.error.remedy(target, LISTER, state.tenant)
                 if advice:
                     print(f"fix: {advice}", file=notes)
             problems = problems or bool(state.missing or state.error)

@@ -83,7 +83,7 @@ def _tenant_findings(
     try:
         claims = token_claims(graph.token(Deadline(settings.graph.time_budget)))
     except IdentityUnavailable as exc:
-        return [Finding(False, "credential", str(exc), run.remedy(exc, lister=LISTER))]
+        return [Finding(False, "credential", str(exc), exc.remedy(lister=LISTER))]
     findings = [_credential_finding(settings, graph, claims)]
     if principal_id and _is_user_token(claims):
         findings += _identity_grant_findings(graph, settings, principal_id, roles)
@@ -211,7 +211,7 @@ def _target_findings(
     for state in states:
         target = TARGETS[state.target]
         if state.error is not None:
-            advice = run.remedy(state.error, target, lister=LISTER, tenant=tenant)
+            advice = state.error.remedy(target, LISTER, tenant)
             findings.append(Finding(False, state.target, f"could not read them: {state.error}", advice))
             continue
         findings += [

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+LISTER = "GET /api/sync"  # how a webhook's caller lists a target's objects; the commands name their own
+
+
+class TargetFacts(Protocol):
+    """What a remedy needs of the target an error happened in (a :class:`shared.targets.base.Target`)."""
+
+    @property
+    def noun(self) -> str: ...
+    @property
+    def permission(self) -> str: ...
+    @property
+    def read_permission(self) -> str | None: ...
+    @property
+    def ids_setting(self) -> str | None: ...
+    @property
+    def none_advice(self) -> str | None: ...
 
 
 def json_type(value: object) -> str:
@@ -27,6 +43,10 @@ class SyncAppError(Exception):
     code and request ids), is on every one, None where none did, so callers never probe with ``getattr``."""
 
     _kind: str | None = None  # a code of the error's own, where its class name is not the one callers know
+    # How each kind is answered, in this one table: the HTTP status of the webhook's answer, and the exit code of
+    # the operator's commands (1: something is wrong out there; 2: the command line or a setting is).
+    http_status: int = 502
+    exit_code: int = 1
     status: int | None = None
     code: str | None = None
     request_id: str | None = None
@@ -39,10 +59,18 @@ class SyncAppError(Exception):
         name = type(self).__name__
         return self._kind or name[0].lower() + name[1:]
 
+    def remedy(self, target: TargetFacts | None = None, lister: str = LISTER, tenant: str | None = None) -> str | None:
+        """What an administrator should do about it, in one sentence, where there is something to do. ``lister``
+        is how they list objects from where they are; ``tenant``: the customer tenant it happened in."""
+        return None
+
 
 class ConfigurationError(SyncAppError):
     """App settings are missing or invalid: ``setting`` names the first, ``problems`` every one, as (setting,
     message), so that one look names them all."""
+
+    http_status = 503
+    exit_code = 2
 
     def __init__(self, setting: str, message: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
         self.problems: tuple[tuple[str, str], ...] = ((setting, message), *more)
@@ -67,6 +95,7 @@ class InvalidObjectId(SyncAppError, ValueError):
 class IdentityUnavailable(SyncAppError):
     """No access token could be obtained (no managed identity, or its endpoint failed)."""
 
+    http_status = 503
     retry_after: int | None = 60
 
 
@@ -74,7 +103,11 @@ class TenantNotConsented(IdentityUnavailable):
     """Entra has no service principal of the multi-tenant app in this customer tenant: nobody consented there yet.
     Not transient, so no ``Retry-After``: the tenant's administrator must open ``consent_url``."""
 
+    http_status = 502  # not transient: waiting will not help, the tenant's consent will
     retry_after = None
+
+    def remedy(self, target: TargetFacts | None = None, lister: str = LISTER, tenant: str | None = None) -> str:
+        return f"An administrator of tenant {self.tenant} must consent to the app: open {self.consent_url}"
 
     def __init__(self, message: str, *, tenant: str, consent_url: str) -> None:
         super().__init__(message)
@@ -84,6 +117,9 @@ class TenantNotConsented(IdentityUnavailable):
 
 class UnknownTenant(SyncAppError):
     """A tenant id that ``TENANT_IDS`` does not list."""
+
+    http_status = 404
+    exit_code = 2
 
 
 class GraphError(SyncAppError):
@@ -113,17 +149,54 @@ class GraphError(SyncAppError):
 class GraphUnauthorized(GraphError):
     """401: the token was refused (wrong audience, expired, or for another cloud)."""
 
+    def remedy(self, target: TargetFacts | None = None, lister: str = LISTER, tenant: str | None = None) -> str:
+        if tenant:
+            return (
+                f"Graph refused tenant {tenant}'s token: check that GRAPH_ENDPOINT is the Graph root of that tenant's "
+                "cloud."
+            )
+        return (
+            "Graph refused the token: check that GRAPH_ENDPOINT is the Graph root of this tenant's cloud and that the "
+            "managed identity belongs to this tenant."
+        )
+
 
 class GraphForbidden(GraphError):
     """403: the identity lacks the Graph application permission (or Intune licence)."""
+
+    def remedy(self, target: TargetFacts | None = None, lister: str = LISTER, tenant: str | None = None) -> str:
+        needed = dict.fromkeys(p for p in (target.permission, target.read_permission) if p) if target else {}
+        permission = " and ".join(needed) or "the permission each target needs (README, 'Sync targets')"
+        if tenant is not None:
+            return (
+                f"Graph refused the call in tenant {tenant}: the multi-tenant app (TENANT_APP_CLIENT_ID) needs the "
+                f"Microsoft Graph application permission {permission} there. Add it to the app registration's API "
+                f"permissions (a deployment with tenantIds does), then have an administrator of tenant {tenant} "
+                "open the consent URL again (README, 'Many tenants'). A new grant can take up to 24 hours."
+            )
+        return (
+            f"Graph refused the call: grant the Microsoft Graph application permission {permission} to the "
+            "Function App's managed identity (README, 'Grant the Graph permission'), and check that the tenant "
+            "has an active Intune licence. A new grant can take up to 24 hours to reach the identity's tokens."
+        )
 
 
 class GraphNotFound(GraphError):
     """404: no such resource in this tenant."""
 
+    http_status = 404
+
+    def remedy(self, target: TargetFacts | None = None, lister: str = LISTER, tenant: str | None = None) -> str:
+        return _no_such(target, lister)
+
 
 class GraphThrottled(GraphError):
     """429/503 that outlasted the retries or the time budget; ``retry_after`` is Graph's own wait."""
+
+    http_status = 503
+
+    def remedy(self, target: TargetFacts | None = None, lister: str = LISTER, tenant: str | None = None) -> str:
+        return f"Graph is throttling this app: try again in {self.retry_after} s."
 
     def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
         super().__init__(message, **details)
@@ -141,6 +214,8 @@ class GraphProtocolError(GraphError):
 class TimeBudgetExhausted(GraphError):
     """The run's time budget ran out before a call could be made."""
 
+    http_status = 503
+
     retry_after = 60
 
 
@@ -152,6 +227,11 @@ class OutOfTime(TimeBudgetExhausted):
 class UnknownObject(SyncAppError):
     """Requested ids that are not a target's objects: outside its configured ids, or not in the tenant."""
 
+    http_status = 404
+
+    def remedy(self, target: TargetFacts | None = None, lister: str = LISTER, tenant: str | None = None) -> str:
+        return _no_such(target, lister)
+
     def __init__(self, ids: list[str], reason: str, *, target: str, kind: str = "unknownObject") -> None:
         super().__init__(f"{reason}: {', '.join(ids)}")
         self.ids = ids
@@ -162,6 +242,11 @@ class UnknownObject(SyncAppError):
 class NothingToSync(SyncAppError):
     """The run's targets have no object in the tenant, so there is nothing to sync."""
 
+    http_status = 404
+
+    def remedy(self, target: TargetFacts | None = None, lister: str = LISTER, tenant: str | None = None) -> str | None:
+        return target.none_advice if target else None
+
     def __init__(self, message: str, *, target: str | None, kind: str = "nothingToSync") -> None:
         super().__init__(message)
         self.target = target
@@ -171,14 +256,20 @@ class NothingToSync(SyncAppError):
 class UnknownTarget(SyncAppError):
     """A name that is no sync target."""
 
+    http_status = 404
+
 
 class TargetNotEnabled(SyncAppError):
     """A sync target that ``SYNC_TARGETS`` does not enable."""
+
+    http_status = 404
 
 
 class InternalError(SyncAppError):
     """An exception this app did not expect (a defect), caught around one object or one target's listing so that
     it is that object's or target's result, never the whole run's. Its trace is logged where it is caught."""
+
+    http_status = 500  # ours, not Graph's: the other objects' results are in the answer
 
     def __init__(self, where: str, exc: BaseException) -> None:
         super().__init__(f"unexpected failure in this app {where} ({type(exc).__name__}); the trace is in the log")
@@ -191,13 +282,13 @@ class SyncFailed(SyncAppError):
 class InvalidRequest(SyncAppError):
     """A webhook request this app will not act on; ``field`` names what is wrong."""
 
-    status: int  # the HTTP status it is answered with
+    exit_code = 2
 
     def __init__(self, field: str, message: str, *, status: int = 400, allowed: tuple[str, ...] | None = None) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-        self.status = status
+        self.http_status = status
         self.allowed = allowed
 
 
@@ -206,6 +297,12 @@ class InvalidSignature(InvalidRequest):
 
     def __init__(self, header: str, message: str) -> None:
         super().__init__(header, message, status=401)
+
+
+def _no_such(target: TargetFacts | None, lister: str) -> str:
+    noun = target.noun if target else "object"
+    where = f"{target.ids_setting} or the requested id" if target and target.ids_setting else "the requested id"
+    return f"No such {noun} in this tenant: check {where} ({lister} lists them)."
 
 
 def contained(log: logging.Logger, where: str, work: Callable[[], T]) -> T:

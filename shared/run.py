@@ -19,24 +19,19 @@ from shared import tenants as tenancy
 from shared.coalescing import Deferred, SyncGate
 from shared.errors import (
     GraphError,
-    GraphForbidden,
-    GraphNotFound,
     GraphThrottled,
-    GraphUnauthorized,
     IdentityUnavailable,
     InternalError,
-    NothingToSync,
     OutOfTime,
     SyncAppError,
     SyncFailed,
-    TenantNotConsented,
     TimeBudgetExhausted,
     UnknownObject,
     contained,
 )
 from shared.graph import Deadline, GraphClient, client_for
 from shared.settings import Settings, load_settings
-from shared.targets import TARGETS, Skip, SyncObject, Target, permissions_for
+from shared.targets import TARGETS, Skip, SyncObject, Target
 
 if TYPE_CHECKING:
     from shared.watch import WatchReport
@@ -130,7 +125,7 @@ class SyncReport:
 
     def remedies(self, lister: str = "GET /api/sync") -> list[str]:
         """What to do, once per kind of problem, for every object that failed or was not attempted."""
-        found = (remedy(r.error, TARGETS[r.target], lister, r.tenant) for r in self.results if r.error is not None)
+        found = (r.error.remedy(TARGETS[r.target], lister, r.tenant) for r in self.results if r.error is not None)
         return sorted({text for text in found if text})
 
     def failures(self) -> list[str]:
@@ -149,49 +144,6 @@ class SyncReport:
             f"Sync of {names}: {self.count('accepted')} accepted, {self.count('failed')} failed, "
             f"{self.count('skipped')} skipped in {self.duration_ms} ms"
         )
-
-
-def remedy(  # noqa: PLR0911 - one answer per kind of problem reads best as one branch each
-    error: SyncAppError, target: Target | None = None, lister: str = "GET /api/sync", tenant: str | None = None
-) -> str | None:
-    """What an administrator should do about ``error``, in one sentence; ``lister`` is how they list objects
-    from where they are (the webhook, or the command line); ``tenant``: the customer tenant it happened in."""
-    if isinstance(error, TenantNotConsented):
-        return f"An administrator of tenant {error.tenant} must consent to the app: open {error.consent_url}"
-    if isinstance(error, GraphForbidden):
-        needed = " and ".join(permissions_for((target.name,))) if target else ""
-        permission = needed or "the permission each target needs (README, 'Sync targets')"
-        if tenant is not None:
-            return (
-                f"Graph refused the call in tenant {tenant}: the multi-tenant app (TENANT_APP_CLIENT_ID) needs the "
-                f"Microsoft Graph application permission {permission} there. Add it to the app registration's API "
-                f"permissions (a deployment with tenantIds does), then have an administrator of tenant {tenant} "
-                "open the consent URL again (README, 'Many tenants'). A new grant can take up to 24 hours."
-            )
-        return (
-            f"Graph refused the call: grant the Microsoft Graph application permission {permission} to the "
-            "Function App's managed identity (README, 'Grant the Graph permission'), and check that the tenant "
-            "has an active Intune licence. A new grant can take up to 24 hours to reach the identity's tokens."
-        )
-    if isinstance(error, GraphUnauthorized):
-        whose = (
-            f"tenant {tenant}'s token: check that GRAPH_ENDPOINT is the Graph root of that tenant's cloud"
-            if tenant
-            else (
-                "the token: check that GRAPH_ENDPOINT is the Graph root of this tenant's cloud and that the managed "
-                "identity belongs to this tenant"
-            )
-        )
-        return f"Graph refused {whose}."
-    if isinstance(error, NothingToSync):
-        return target.none_advice if target else None
-    if isinstance(error, GraphNotFound | UnknownObject):
-        noun = target.noun if target else "object"
-        where = f"{target.ids_setting} or the requested id" if target and target.ids_setting else "the requested id"
-        return f"No such {noun} in this tenant: check {where} ({lister} lists them)."
-    if isinstance(error, GraphThrottled):
-        return f"Graph is throttling this app: try again in {error.retry_after} s."
-    return None
 
 
 class TargetState(NamedTuple):

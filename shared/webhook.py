@@ -17,16 +17,12 @@ from shared import run, signatures
 from shared import tenants as tenancy
 from shared.errors import (
     ConfigurationError,
-    GraphNotFound,
-    GraphThrottled,
-    InternalError,
     InvalidObjectId,
     InvalidRequest,
     NothingToSync,
     SyncAppError,
     TargetNotEnabled,
     TenantNotConsented,
-    UnknownObject,
     UnknownTarget,
     UnknownTenant,
     json_type,
@@ -45,7 +41,6 @@ MAX_REQUESTED_IDS = 100
 EXCHANGE = "exchangeConnectors"
 LEGACY_FIELDS = ("connectorIds", "syncType")
 RECOGNISED_FIELDS = ("ids", "tenants", *LEGACY_FIELDS)
-NOT_FOUND = (UnknownObject, NothingToSync, GraphNotFound, UnknownTarget, TargetNotEnabled, UnknownTenant)
 
 
 class WebhookAnswer(NamedTuple):
@@ -310,23 +305,7 @@ def _state(
 
 def _worst(failures: list[Any]) -> Any:
     """The failure that decides the answer's status: wait-and-retry beats Graph failure beats not-found."""
-    return max(failures, key=lambda f: {503: 3, 502: 2, 500: 2}.get(_status(f.error), 1))
-
-
-def _status(error: SyncAppError) -> int:
-    if isinstance(error, InvalidRequest):
-        return error.status
-    if isinstance(
-        error, UnknownObject | NothingToSync | GraphNotFound | UnknownTarget | TargetNotEnabled | UnknownTenant
-    ):
-        return 404
-    if isinstance(error, InternalError):  # ours, not Graph's: the others' results are in the answer
-        return 500
-    if isinstance(error, TenantNotConsented):  # not transient: waiting will not help, the tenant's consent will
-        return 502
-    if isinstance(error, (*run.RUN_STOPPING, GraphThrottled, ConfigurationError)):
-        return 503
-    return 502
+    return max(failures, key=lambda f: {503: 3, 502: 2, 500: 2}.get(f.error.http_status, 1))
 
 
 def _error_answer(
@@ -339,7 +318,7 @@ def _error_answer(
 ) -> WebhookAnswer:
     """``logged``: the run already wrote a line for this error; one line per event is enough. ``tenant``: the
     customer tenant it happened in, for the remedy."""
-    status = _status(error)
+    status = error.http_status
     detail: dict[str, Any] = {"code": error.kind, "message": str(error)}
     if isinstance(error, InvalidRequest):
         detail["field"] = error.field
@@ -356,7 +335,7 @@ def _error_answer(
         detail["tenant"] = error.tenant
         detail["consentUrl"] = error.consent_url
     named = getattr(error, "target", None)
-    advice = run.remedy(error, target or (TARGETS.get(named) if isinstance(named, str) else None), tenant=tenant)
+    advice = error.remedy(target or (TARGETS.get(named) if isinstance(named, str) else None), tenant=tenant)
     if advice:
         detail["remedy"] = advice
     headers = {}
