@@ -21,9 +21,12 @@ from tests.conftest import APP_SETTINGS, Answer, call_webhook, fire_timer, wait_
 from tests.emulator import (
     CUSTOMER_TENANT_IDS,
     EXCHANGE_AUDIENCE,
+    MANAGED_READ_ROLE,
+    PRIVILEGED_ROLE,
     READ_WRITE_ROLE,
     TENANT_APP_CLIENT_ID,
     USER_ASSIGNED_CLIENT_ID,
+    DeviceFleet,
     Emulator,
     Received,
     emulator_settings,
@@ -539,3 +542,51 @@ def test_after_entra_failed_the_next_invocation_asks_entra_again(tenants: Emulat
 
     assert answer.status == 202
     assert len(tenants.calls("entra_token")) == asked + 1
+
+
+def test_get_keeps_one_budget_for_every_tenant_and_the_watch(
+    tenants: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graph hangs for each tenant's listing and again for its push certificate: GET answers within the budget
+    (plus 2 s), and every tenant is in the answer, reported as not read in time."""
+    monkeypatch.setenv("GRAPH_TIME_BUDGET_SECONDS", "5")
+    monkeypatch.setenv("GRAPH_TIMEOUT_SECONDS", "20")
+    monkeypatch.setenv("EXPIRY_WARNING_DAYS", "30")
+    tenants.fault("list", delay=8, times=2)  # longer than the budget
+    tenants.fault("applePushNotificationCertificate.get", delay=8, times=2)
+
+    started = time.monotonic()
+    answer = call_webhook("GET")
+
+    assert time.monotonic() - started < 5 + 2
+    assert set(answer.json["tenants"]) == {T1, T2}
+    for report in answer.json["tenants"].values():
+        assert report["targets"]["exchangeConnectors"]["error"]["code"] == "timeBudgetExhausted"
+        assert any("not checked" in unchecked["reason"] for unchecked in report["expiry"]["notChecked"])
+
+
+def test_device_writes_are_paced_per_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intune's device write limit is per app per tenant: two tenants' syncs in one process each fill their own
+    window (97% of it), not half of one, and neither provokes a 429."""
+    window_scale = 0.1  # Intune's 20 s window as 2 s, the app told the same
+    with Emulator(entra=True) as emulator:
+        fleets = {tenant: DeviceFleet(450, time_scale=window_scale) for tenant in (T1, T2)}
+        for tenant, fleet in fleets.items():
+            emulator.add_tenant(tenant, devices=fleet, roles=(MANAGED_READ_ROLE, PRIVILEGED_ROLE))
+        use(
+            emulator,
+            monkeypatch,
+            SYNC_TARGETS="managedDevices",
+            DEVICE_SYNC_MAX_PER_RUN="300",
+            DEVICE_SYNC_WINDOW_SECONDS=str(20 * window_scale),
+        )
+
+        answer = call_webhook()
+
+        assert answer.status == 202, answer.text
+        for tenant, fleet in fleets.items():
+            written = sorted(c.at for c in emulator.calls("managedDevices.sync") if tenant_of(c, emulator) == tenant)
+            busiest = max(sum(1 for t in written if start <= t < start + fleet.window) for start in written)
+            assert len(written) == 300
+            assert fleet.throttled == 0
+            assert busiest > 150  # a shared pace would give each tenant about 97 a window

@@ -76,7 +76,7 @@ class Candidates(list[SyncObject]):
 
 
 class Pacer:
-    """Spaces this process's device writes evenly under Intune's limit, whichever runs send them."""
+    """Spaces one tenant's device writes from this process evenly under Intune's limit, whichever runs send them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -94,6 +94,29 @@ class Pacer:
             self._next = slot + interval
         time.sleep(slot - now)
 
+    def idle(self) -> bool:
+        """No write is waiting for a slot: forgetting this pacer now changes no pace."""
+        return self._next <= time.monotonic()
+
+
+class Pacers:
+    """One :class:`Pacer` per tenant, since Intune's limit is per app **per tenant**; idle ones are forgotten once
+    more than ``most`` are held, so a process that serves thousands of tenants keeps only the busy ones."""
+
+    def __init__(self, most: int = 256) -> None:
+        self._most = most
+        self._lock = threading.Lock()
+        self._held: dict[str | None, Pacer] = {}
+
+    def __call__(self, tenant: str | None) -> Pacer:
+        with self._lock:
+            pacer = self._held.get(tenant)
+            if pacer is None:
+                if len(self._held) >= self._most:
+                    self._held = {t: p for t, p in self._held.items() if not p.idle()}
+                pacer = self._held[tenant] = Pacer()
+            return pacer
+
 
 class ManagedDevices(Target):
     name = "managedDevices"
@@ -106,7 +129,7 @@ class ManagedDevices(Target):
     noun = "managed device"
 
     def __init__(self) -> None:
-        self._pacer = Pacer()
+        self._pacers = Pacers()
 
     def read(self, graph: GraphClient, deadline: Deadline, options: Any = None) -> Candidates:
         """The ``options.most`` stalest devices not synced for ``options.stale_after``, in stalest-first order.
@@ -181,7 +204,7 @@ class ManagedDevices(Target):
         options: Any = None,
     ) -> GraphResponse:
         selection: DeviceSelection = options
-        self._pacer.wait(selection.window_seconds / (WRITES_PER_WINDOW * PACE_MARGIN), deadline)
+        self._pacers(graph.tenant).wait(selection.window_seconds / (WRITES_PER_WINDOW * PACE_MARGIN), deadline)
         return super().sync(graph, obj, deadline, sync_type, options)
 
     def summary(self, objects: Sequence[SyncObject]) -> dict[str, object]:
