@@ -368,7 +368,7 @@ def _run_tenant(
             if held_by is not None:
                 result = ObjectResult(name, obj.id, "skipped", 0, reason="notAttempted", error=held_by)
             else:
-                result = _sync_isolated(graph, settings, target, obj, sync_type=sync_type, deadline=deadline)
+                result = _sync_gated(graph, settings, target, obj, sync_type=sync_type, deadline=deadline)
                 if isinstance(result.error, RUN_STOPPING):
                     stopped_by = result.error
                 elif isinstance(result.error, TARGET_STOPPING):
@@ -401,25 +401,6 @@ def scheduled_sync(*, past_due: bool) -> SyncReport:
     return report
 
 
-def _sync_isolated(
-    graph: GraphClient,
-    settings: Settings,
-    target: Target,
-    obj: SyncObject,
-    *,
-    sync_type: str | None,
-    deadline: Deadline,
-) -> ObjectResult:
-    """One object's sync, whatever it raises: one object's trouble is that object's result."""
-    where = f"syncing {target.name} {obj.id}" + (f" in tenant {graph.tenant}" if graph.tenant else "")
-    try:
-        return contained(
-            log, where, partial(_sync_gated, graph, settings, target, obj, sync_type=sync_type, deadline=deadline)
-        )
-    except InternalError as exc:
-        return ObjectResult(target.name, obj.id, "failed", 0, error=exc)
-
-
 def _sync_gated(
     graph: GraphClient,
     settings: Settings,
@@ -429,15 +410,21 @@ def _sync_gated(
     sync_type: str | None,
     deadline: Deadline,
 ) -> ObjectResult:
-    decision = _GATE.submit(
-        (settings.graph.endpoint, graph.tenant, target.name, obj.id),
-        sync_type,
-        lambda: _sync_one(
-            graph, target, obj, sync_type=sync_type, deadline=deadline, options=settings.options_for(target.name)
-        ),
-        accepted=lambda result: result.outcome == "accepted",
-        min_interval=settings.min_interval,
+    """One object's sync through the gate, whatever it raises: one object's trouble is that object's result."""
+    where = f"syncing {target.name} {obj.id}" + (f" in tenant {graph.tenant}" if graph.tenant else "")
+    sync = partial(
+        _sync_one, graph, target, obj, sync_type=sync_type, deadline=deadline, options=settings.options_for(target.name)
     )
+    try:
+        decision = _GATE.submit(
+            (settings.graph.endpoint, graph.tenant, target.name, obj.id),
+            sync_type,
+            partial(contained, log, where, sync),
+            accepted=lambda result: result.outcome == "accepted",
+            min_interval=settings.min_interval,
+        )
+    except InternalError as exc:
+        return ObjectResult(target.name, obj.id, "failed", 0, error=exc)
     if isinstance(decision, Deferred):
         at = decision.next_allowed.isoformat(timespec="seconds")
         detail = (
