@@ -31,10 +31,18 @@ class Deferred:
 
 
 class SyncGate(Generic[T]):
-    def __init__(self) -> None:
+    """Bounded: what is remembered for ``min_interval`` is only what was accepted within it, and nothing when it is
+    0, so a process that syncs 100,000 devices a day does not keep them all."""
+
+    def __init__(self, most_remembered: int = 10_000) -> None:
         self._lock = threading.Lock()
         self._in_flight: dict[Hashable, Future[T]] = {}
         self._last_accepted: dict[Hashable, float] = {}
+        self._most_remembered = most_remembered
+
+    def __len__(self) -> int:
+        """How many objects are remembered as accepted, for ``min_interval``."""
+        return len(self._last_accepted)
 
     def submit(
         self,
@@ -69,8 +77,10 @@ class SyncGate(Generic[T]):
             raise
         # One step, so no request can slip between "no longer in flight" and "just accepted".
         with self._lock:
-            if accepted(result):
-                self._last_accepted[target] = time.monotonic()
+            if min_interval > 0 and accepted(result):
+                now = self._last_accepted[target] = time.monotonic()
+                if len(self._last_accepted) > self._most_remembered:
+                    self._last_accepted = {t: at for t, at in self._last_accepted.items() if now - at < min_interval}
             del self._in_flight[key]
         mine.set_result(result)
         return Ran(result)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from shared.coalescing import Deferred, SyncGate
 from tests.conftest import Answer, call_webhook, fire_timer, wait_for
 from tests.emulator import Emulator
 
@@ -122,3 +123,18 @@ def test_timer_paced_by_the_interval_does_not_fail(
 
     assert "0 accepted, 0 failed, 2 skipped" in caplog.text
     assert len(app_env.calls("sync")) == 2
+
+
+def test_the_gate_remembers_nothing_without_an_interval_and_only_the_interval_with_one() -> None:
+    gate: SyncGate[str] = SyncGate(most_remembered=2)
+    for name in ("a", "b", "c"):
+        gate.submit(name, None, lambda: "ok", accepted=lambda _: True)
+    assert len(gate) == 0
+
+    for name in ("a", "b"):
+        gate.submit(name, None, lambda: "ok", accepted=lambda _: True, min_interval=0.05)
+    time.sleep(0.06)  # a lower bound only: both are older than the interval from now on
+    gate.submit("c", None, lambda: "ok", accepted=lambda _: True, min_interval=0.05)
+
+    assert len(gate) == 1
+    assert isinstance(gate.submit("c", None, lambda: "again", accepted=lambda _: True, min_interval=60), Deferred)
