@@ -18,7 +18,7 @@ from shared.errors import ConfigurationError
 from shared.settings import parse_settings
 from shared.targets.managed_devices import _sync_key
 from tests.conftest import call_webhook, fire_timer
-from tests.emulator import MANAGED_READ_ROLE, PRIVILEGED_ROLE, DeviceFleet, Emulator, graph_time
+from tests.emulator import MANAGED_READ_ROLE, PRIVILEGED_ROLE, DeviceFleet, Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALE = 0.01  # the emulated write window: 20 s x 0.01 = 0.2 s
@@ -214,7 +214,11 @@ def test_get_reports_counts_not_every_device(app_env: Emulator, fleet: DeviceFle
 
 def test_a_device_graph_lists_several_times_is_counted_and_synced_once(app_env: Emulator, fleet: DeviceFleet) -> None:
     app_env.devices = DeviceFleet(2, time_scale=SCALE)
-    app_env.devices.written = {0: graph_time(-timedelta(hours=30)), 1: graph_time(-timedelta(hours=40))}
+    hours_ago = {0: 30, 1: 40}
+    app_env.devices.written = {
+        index: (datetime.now(timezone.utc) - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for index, hours in hours_ago.items()
+    }
     app_env.devices.repeated = {0: 3, 1: 2}  # 5 entries of 2 devices
 
     devices = call_webhook("GET", target="managedDevices").json["targets"]["managedDevices"]
