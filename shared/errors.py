@@ -16,9 +16,7 @@ class TargetFacts(Protocol):
     @property
     def noun(self) -> str: ...
     @property
-    def permission(self) -> str: ...
-    @property
-    def read_permission(self) -> str | None: ...
+    def permissions(self) -> tuple[str, ...]: ...
     @property
     def ids_setting(self) -> str | None: ...
     @property
@@ -165,7 +163,7 @@ class GraphForbidden(GraphError):
     """403: the identity lacks the Graph application permission (or Intune licence)."""
 
     def remedy(self, target: TargetFacts | None = None, lister: str = LISTER, tenant: str | None = None) -> str:
-        needed = dict.fromkeys(p for p in (target.permission, target.read_permission) if p) if target else {}
+        needed = target.permissions if target else ()
         permission = " and ".join(needed) or "the permission each target needs (README, 'Sync targets')"
         if tenant is not None:
             return (

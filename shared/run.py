@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from shared import tenants as tenancy
 from shared.coalescing import Deferred, SyncGate
 from shared.errors import (
+    LISTER,
     GraphError,
     GraphThrottled,
     IdentityUnavailable,
@@ -123,7 +124,7 @@ class SyncReport:
         """Nothing failed: every object was accepted, or deliberately skipped."""
         return all(r.outcome != "failed" and r.error is None for r in self.results)
 
-    def remedies(self, lister: str = "GET /api/sync") -> list[str]:
+    def remedies(self, lister: str = LISTER) -> list[str]:
         """What to do, once per kind of problem, for every object that failed or was not attempted."""
         found = (r.error.remedy(TARGETS[r.target], lister, r.tenant) for r in self.results if r.error is not None)
         return sorted({text for text in found if text})

@@ -45,5 +45,4 @@ WATCHED: dict[str, Target] = {
 
 def permissions_for(names: tuple[str, ...]) -> tuple[str, ...]:
     """The Graph application permissions these targets need, each once, in the targets' order."""
-    needed = (p for name in names for p in (TARGETS[name].permission, TARGETS[name].read_permission) if p)
-    return tuple(dict.fromkeys(needed))
+    return tuple(dict.fromkeys(p for name in names for p in TARGETS[name].permissions))

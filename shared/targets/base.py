@@ -116,6 +116,11 @@ class Target:
     none_code: ClassVar[str] = "nothingToSync"  # the error code when the tenant has no object to sync
     none_advice: ClassVar[str | None] = None  # when having none is worth a warning: what it likely means
 
+    @property
+    def permissions(self) -> tuple[str, ...]:
+        """Every Graph application permission this target needs: the action's, and reading's where it differs."""
+        return (self.permission, self.read_permission) if self.read_permission else (self.permission,)
+
     def nothing_found(self) -> str:
         return self.none_advice or f"no {self.noun} in this tenant, so there is nothing to sync"
 
