@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TextIO
 
-from shared import doctor, run, watch
+from shared import doctor, legacy, run, watch
 from shared import tenants as tenancy
 from shared.errors import (
     ConfigurationError,
@@ -30,9 +30,8 @@ from shared.errors import (
 from shared.graph import Deadline, client_for
 from shared.permissions import grant_app_roles, token_claims
 from shared.settings import load_settings
-from shared.targets import TARGETS, permissions_for
+from shared.targets import SYNC_TYPES, TARGETS, permissions_for
 from shared.targets.base import validate_object_id
-from shared.targets.exchange_connectors import SYNC_TYPES
 
 LISTER = doctor.LISTER
 
@@ -71,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     grant.set_defaults(command=_grant)
 
     check = commands.add_parser("doctor", help="check settings, identity, permissions and each target")
-    check.add_argument("--max-age-hours", type=float, default=24, help="a connector not synced for longer is stale")
+    check.add_argument(
+        "--max-age-hours", type=float, default=24, help="an object whose last sync is older is reported stale"
+    )
     check.add_argument(
         "--principal-id",
         type=_guid,
@@ -89,14 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(command=_status)
 
     sync = commands.add_parser("sync", help="sync the targets, as the functions do")
-    sync.add_argument("--type", choices=SYNC_TYPES, help="exchangeConnectors' sync type; default: SYNC_TYPE")
+    taking = ", ".join(name for name, target in TARGETS.items() if target.takes_sync_type)
+    sync.add_argument("--type", choices=SYNC_TYPES, help=f"the sync type of {taking}; default: the target's setting")
     sync.add_argument(
-        "--connector",
+        legacy.CLI_OPTION,
         action="extend",
         nargs="+",
         type=_object_id,
         metavar="ID",
-        help="one or more Exchange connector ids (implies --target exchangeConnectors); repeatable",
+        help=f"one or more {TARGETS[legacy.TARGET].noun} ids (implies --target {legacy.TARGET}); repeatable",
     )
     sync.add_argument(
         "--id", action="extend", nargs="+", type=_object_id, metavar="ID", help="ids of the one --target's objects"
@@ -284,8 +286,9 @@ def _cell(value: object) -> str:
 
 def _sync(args: argparse.Namespace, out: TextIO) -> int:
     settings = load_settings()
-    targets = ("exchangeConnectors",) if args.connector else _targets(args)
-    ids = args.connector or args.id
+    legacy_ids = getattr(args, legacy.CLI_OPTION.removeprefix("--"))
+    targets = (legacy.TARGET,) if legacy_ids else _targets(args)
+    ids = legacy_ids or args.id
     if ids and len(targets) != 1:
         raise InvalidRequest("--id", "needs exactly one --target")
     chosen = _tenants(args)

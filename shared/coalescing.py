@@ -1,5 +1,5 @@
 """Within one instance: a sync already in flight is joined rather than sent again, and, when asked, a
-connector is not synced again within a minimum interval. Several instances do not share this; Graph's own
+object is not synced again within a minimum interval. Several instances do not share this; Graph's own
 throttling (429 with Retry-After) bounds what they send together."""
 
 from __future__ import annotations

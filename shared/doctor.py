@@ -94,12 +94,10 @@ def _tenant_findings(
 
 def _settings_finding(settings: Settings, names: tuple[str, ...]) -> Finding:
     named = "".join(
-        f", {TARGETS[name].ids_setting}={','.join(settings.ids_for(name)) or f'(every {TARGETS[name].noun})'}"
+        f", {setting}={value}"
         for name in names
-        if TARGETS[name].ids_setting
+        for setting, value in TARGETS[name].shown_settings(settings.options_for(name)).items()
     )
-    takes_type = any(TARGETS[name].takes_sync_type for name in names)
-    sync_type = f", SYNC_TYPE={settings.sync_type}" if takes_type else ""
     tenants = (
         f", TENANT_IDS={','.join(settings.tenants)} through TENANT_APP_CLIENT_ID={settings.graph.app_client_id} "
         f"at {settings.graph.authority}"
@@ -109,7 +107,7 @@ def _settings_finding(settings: Settings, names: tuple[str, ...]) -> Finding:
     return Finding(
         True,
         "settings",
-        f"SYNC_TARGETS={','.join(names)}{sync_type}, GRAPH_ENDPOINT={settings.graph.endpoint}{named}{tenants}",
+        f"SYNC_TARGETS={','.join(names)}, GRAPH_ENDPOINT={settings.graph.endpoint}{named}{tenants}",
     )
 
 

@@ -274,7 +274,7 @@ class InternalError(SyncAppError):
 
 
 class SyncFailed(SyncAppError):
-    """A run in which some connector was not synced; raised after every connector was tried."""
+    """A run in which some object was not synced; raised after every object was tried."""
 
 
 class InvalidRequest(SyncAppError):

@@ -300,7 +300,8 @@ def run_sync(
     names = tuple(targets or settings.targets)
     deadline = deadline or Deadline(settings.graph.time_budget)
     chosen = tuple(tenants or tenancy.selected(settings))
-    kind_of_sync = (sync_type or settings.sync_type) if any(TARGETS[n].takes_sync_type for n in names) else None
+    defaults = [TARGETS[n].default_sync_type(settings.options_for(n)) for n in names if TARGETS[n].takes_sync_type]
+    kind_of_sync = (sync_type or defaults[0]) if defaults else None
 
     def run_tenant(tenant: str | None) -> tuple[list[ObjectResult], dict[str, tuple[SyncObject, ...]]]:
         return _run_tenant(settings, tenant, names=names, ids=ids, sync_type=kind_of_sync, deadline=deadline)

@@ -3,58 +3,50 @@
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import cache
-from typing import TypeVar, cast
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
-from shared.errors import ConfigurationError, InvalidObjectId
+from shared.errors import ConfigurationError
 from shared.federation import PUBLIC_AUTHORITY
 from shared.graph import GraphSettings
 from shared.redaction import remember
+from shared.setting_reader import SettingReader, listed
 from shared.targets import DEFAULT, TARGETS
-from shared.targets.base import GUID, validate_object_id
-from shared.targets.exchange_connectors import SYNC_TYPES, SyncType, is_sync_type
-from shared.targets.managed_devices import OPERATING_SYSTEMS, DeviceSelection
+from shared.targets.base import GUID
 
-T = TypeVar("T")
-NONE: tuple[str, ...] = ()  # an empty list setting
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-DEFAULT_DEVICES = DeviceSelection(timedelta(hours=24), 100, ())
 
 
 @dataclass(frozen=True)
 class Settings:
-    connector_ids: tuple[str, ...]
-    sync_type: SyncType
     graph: GraphSettings
     targets: tuple[str, ...] = DEFAULT
     min_interval: float = 0
     webhook_secret: str | None = field(default=None, repr=False)
     expiry_warning_days: int = 30
-    devices: DeviceSelection = DEFAULT_DEVICES
     # Customer tenants (TENANT_IDS); empty: the app's own tenant alone.
     tenants: tuple[str, ...] = ()
     tenant_concurrency: int = 8
+    # Each target's own settings (Target.options), by target name: read for every target, enabled or not, so a
+    # wrong one is named before its target is enabled, and a command naming a target (sync --target) has them.
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
-    def options_for(self, target: str) -> object:
-        """A target's own settings, for the targets that have any (the managed devices' DEVICE_* settings)."""
-        return self.devices if target == "managedDevices" else None
+    def options_for(self, target: str) -> Any:
+        return self.options.get(target)
 
     def ids_for(self, target: str) -> tuple[str, ...]:
-        """The objects a setting names for ``target`` (only the Exchange connectors have such a setting)."""
-        return self.connector_ids if TARGETS[target].ids_setting == "EXCHANGE_CONNECTOR_IDS" else ()
+        """The objects a target's setting names (its ``ids_setting``); none: every object is listed."""
+        return TARGETS[target].configured_ids(self.options_for(target))
 
 
-# Every name parse_settings reads.
-SETTING_NAMES = (
+# The names parse_settings reads itself; TARGETS' own settings follow (SETTING_NAMES).
+APP_SETTING_NAMES = (
     "SYNC_TARGETS",
-    "EXCHANGE_CONNECTOR_IDS",
-    "SYNC_TYPE",
     "GRAPH_ENDPOINT",
     "AZURE_CLIENT_ID",
     "IDENTITY_ENDPOINT",
@@ -66,15 +58,12 @@ SETTING_NAMES = (
     "SYNC_MIN_INTERVAL_SECONDS",
     "WEBHOOK_HMAC_SECRET",
     "EXPIRY_WARNING_DAYS",
-    "DEVICE_STALE_HOURS",
-    "DEVICE_SYNC_MAX_PER_RUN",
-    "DEVICE_OPERATING_SYSTEMS",
-    "DEVICE_SYNC_WINDOW_SECONDS",
     "TENANT_IDS",
     "TENANT_APP_CLIENT_ID",
     "TENANT_CONCURRENCY",
     "AZURE_AUTHORITY_HOST",
 )
+SETTING_NAMES = (*APP_SETTING_NAMES, *(s.name for target in TARGETS.values() for s in target.settings))
 
 
 @cache
@@ -90,71 +79,45 @@ def remember_secrets(env: Mapping[str, str]) -> None:
     remember(env.get("IDENTITY_HEADER"), env.get("WEBHOOK_HMAC_SECRET"))
 
 
-class _Checked:
-    """Reads settings one by one and keeps every invalid one, so that one look names them all."""
-
-    def __init__(self) -> None:
-        self.problems: list[ConfigurationError] = []
-
-    def __call__(self, read: Callable[[], T], fallback: T) -> T:
-        try:
-            return read()
-        except ConfigurationError as exc:
-            self.problems.append(exc)
-            return fallback
-
-
 def parse_settings(env: Mapping[str, str]) -> Settings:
     """The settings from ``env``; a :class:`ConfigurationError` naming every invalid one."""
-    check = _Checked()
-
-    def number(name: str, *, default: float, low: float, high: float, whole: bool = False) -> float:
-        return check(lambda: _number(env, name, default=default, low=low, high=high, whole=whole), default)
-
-    tenants = check(lambda: _tenant_ids(env.get("TENANT_IDS", "")), NONE)
-    client_id = check(lambda: _client_id(env.get("AZURE_CLIENT_ID", "").strip()), None)
-    connector_ids = check(lambda: _connector_ids(env.get("EXCHANGE_CONNECTOR_IDS", "")), NONE)
-    if tenants:
-        check(lambda: _check_many_tenants(client_id, connector_ids), None)
+    read = SettingReader(env)
+    check, number = read.check, read.number
+    tenants: tuple[str, ...] = check(lambda: _tenant_ids(env.get("TENANT_IDS", "")), ())
+    client_id = check(lambda: _client_id(read.text("AZURE_CLIENT_ID")), None)
     graph = GraphSettings(
-        endpoint=check(lambda: _graph_endpoint(env.get("GRAPH_ENDPOINT", "").strip() or DEFAULT_GRAPH_ENDPOINT), ""),
+        endpoint=check(lambda: _graph_endpoint(read.text("GRAPH_ENDPOINT") or DEFAULT_GRAPH_ENDPOINT), ""),
         client_id=client_id,
         identity_endpoint=_identity_endpoint(env),
         timeout=number("GRAPH_TIMEOUT_SECONDS", default=20, low=1, high=120),
         time_budget=number("GRAPH_TIME_BUDGET_SECONDS", default=120, low=5, high=200),
         max_retries=int(number("GRAPH_MAX_RETRIES", default=4, low=0, high=10, whole=True)),
         backoff=number("GRAPH_RETRY_BACKOFF_SECONDS", default=1, low=0, high=30),
-        app_client_id=check(lambda: _app_client_id(env.get("TENANT_APP_CLIENT_ID", "").strip()), None)
-        if tenants
-        else None,
-        authority=check(lambda: _authority(env.get("AZURE_AUTHORITY_HOST", "").strip() or PUBLIC_AUTHORITY), None)
+        app_client_id=check(lambda: _app_client_id(read.text("TENANT_APP_CLIENT_ID")), None) if tenants else None,
+        authority=check(lambda: _authority(read.text("AZURE_AUTHORITY_HOST") or PUBLIC_AUTHORITY), None)
         if tenants
         else None,
     )
+    options = {name: target.options(read) for name, target in TARGETS.items()}
+    if tenants:
+        check(lambda: _check_many_tenants(client_id, options), None)
     settings = Settings(
-        connector_ids=connector_ids,
-        sync_type=check(lambda: _sync_type(env.get("SYNC_TYPE", "").strip() or "deltaSync"), "deltaSync"),
         graph=graph,
         targets=check(lambda: _targets(env.get("SYNC_TARGETS", "")), DEFAULT),
         min_interval=number("SYNC_MIN_INTERVAL_SECONDS", default=0, low=0, high=86400),
         webhook_secret=env.get("WEBHOOK_HMAC_SECRET") or None,
         expiry_warning_days=int(number("EXPIRY_WARNING_DAYS", default=30, low=0, high=365, whole=True)),
-        devices=DeviceSelection(
-            stale_after=timedelta(hours=number("DEVICE_STALE_HOURS", default=24, low=1, high=8760)),
-            most=int(number("DEVICE_SYNC_MAX_PER_RUN", default=100, low=1, high=1000, whole=True)),
-            operating_systems=check(lambda: _operating_systems(env.get("DEVICE_OPERATING_SYSTEMS", "")), NONE),
-            window_seconds=number("DEVICE_SYNC_WINDOW_SECONDS", default=20, low=0.01, high=20),
-        ),
         tenants=tenants,
         tenant_concurrency=int(number("TENANT_CONCURRENCY", default=8, low=1, high=64, whole=True)) if tenants else 8,
+        options=MappingProxyType(options),
     )
-    if check.problems:
-        raise ConfigurationError.joined(check.problems)
+    if read.problems:
+        raise ConfigurationError.joined(read.problems)
     return settings
 
 
 def _tenant_ids(raw: str) -> tuple[str, ...]:
-    ids = _listed(raw)
+    ids = listed(raw)
     wrong = [i for i in ids if not GUID.fullmatch(i)]
     if wrong:
         raise ConfigurationError(
@@ -165,7 +128,7 @@ def _tenant_ids(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i.lower() for i in ids))
 
 
-def _check_many_tenants(client_id: str | None, connector_ids: tuple[str, ...]) -> None:
+def _check_many_tenants(client_id: str | None, options: Mapping[str, Any]) -> None:
     if client_id is None:
         raise ConfigurationError(
             "AZURE_CLIENT_ID",
@@ -173,12 +136,13 @@ def _check_many_tenants(client_id: str | None, connector_ids: tuple[str, ...]) -
             "identity, the federated credential of TENANT_APP_CLIENT_ID (a system-assigned identity cannot be one; "
             "README, 'Many tenants')",
         )
-    if connector_ids:
-        raise ConfigurationError(
-            "EXCHANGE_CONNECTOR_IDS",
-            "cannot be used with TENANT_IDS: connector ids belong to one tenant; leave it empty and each tenant's "
-            "connectors are found in it",
-        )
+    for name, target in TARGETS.items():
+        if target.ids_setting and target.configured_ids(options[name]):
+            raise ConfigurationError(
+                target.ids_setting,
+                f"cannot be used with TENANT_IDS: {target.noun} ids belong to one tenant; leave it empty and each "
+                f"tenant's {target.noun}s are found in it",
+            )
 
 
 def _app_client_id(raw: str) -> str:
@@ -205,48 +169,14 @@ def _authority(raw: str) -> str:
     )
 
 
-def _listed(raw: str) -> list[str]:
-    """A list setting's entries: separated by commas, semicolons or white space."""
-    return [part for part in re.split(r"[\s,;]+", raw) if part]
-
-
-def _operating_systems(raw: str) -> tuple[str, ...]:
-    """Names from a fixed list, matched without regard to case and written as Intune writes them: never pasted
-    into a Graph filter as given."""
-    known = {name.lower(): name for name in OPERATING_SYSTEMS}
-    names = _listed(raw)
-    unknown = [name for name in names if name.lower() not in known]
-    if unknown:
-        raise ConfigurationError(
-            "DEVICE_OPERATING_SYSTEMS",
-            f"{', '.join(repr(n[:40]) for n in unknown)} is not an operating system Intune reports; use "
-            f"{', '.join(OPERATING_SYSTEMS)}",
-        )
-    return tuple(dict.fromkeys(known[name.lower()] for name in names))
-
-
 def _targets(raw: str) -> tuple[str, ...]:
-    names = _listed(raw)
+    names = listed(raw)
     unknown = [name for name in names if name not in TARGETS]
     if unknown:
         raise ConfigurationError(
             "SYNC_TARGETS", f"{', '.join(map(repr, unknown))} is no sync target; the targets are {', '.join(TARGETS)}"
         )
     return tuple(dict.fromkeys(names)) or DEFAULT
-
-
-def _sync_type(raw: str) -> SyncType:
-    if not is_sync_type(raw):
-        raise ConfigurationError("SYNC_TYPE", f"must be one of {', '.join(SYNC_TYPES)}; got {raw!r}")
-    return cast(SyncType, raw)
-
-
-def _connector_ids(raw: str) -> tuple[str, ...]:
-    ids = _listed(raw)
-    try:
-        return tuple(dict.fromkeys(validate_object_id(i) for i in ids))
-    except InvalidObjectId as exc:
-        raise ConfigurationError("EXCHANGE_CONNECTOR_IDS", str(exc)) from None
 
 
 def _graph_endpoint(raw: str) -> str:
@@ -300,19 +230,3 @@ def _identity_endpoint(env: Mapping[str, str]) -> str | None:
     """The platform sets both variables when the app has a managed identity; one alone is not usable."""
     endpoint = env.get("IDENTITY_ENDPOINT", "").strip()
     return endpoint if endpoint and env.get("IDENTITY_HEADER") else None
-
-
-def _number(
-    env: Mapping[str, str], name: str, *, default: float, low: float, high: float, whole: bool = False
-) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw) if whole else float(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        kind = "a whole number" if whole else "a number"
-        raise ConfigurationError(name, f"must be {kind} from {low:g} to {high:g}; got {raw!r}")
-    return value

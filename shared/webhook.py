@@ -1,7 +1,7 @@
 """The webhook: parse and validate a request, run, and answer JSON. Nothing here touches Graph directly.
 
-Routes: ``/api/sync`` covers every target in ``SYNC_TARGETS`` (or, given ``connectorIds``, ``connectorId`` or
-``syncType``, the Exchange connectors exactly as before targets existed); ``/api/sync/{target}`` covers one.
+Routes: ``/api/sync`` covers every target in ``SYNC_TARGETS`` (or, given the fields that predate targets, the one
+target they name, exactly as before: shared.legacy); ``/api/sync/{target}`` covers one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from shared import run, signatures
+from shared import legacy, run, signatures
 from shared import tenants as tenancy
 from shared.errors import (
     ConfigurationError,
@@ -29,18 +29,14 @@ from shared.errors import (
 )
 from shared.redaction import redact
 from shared.settings import Settings, load_settings
-from shared.targets import TARGETS, Target
+from shared.targets import SYNC_TYPES, TARGETS, Target
 from shared.targets.base import validate_object_id
-from shared.targets.exchange_connectors import SYNC_TYPES, is_sync_type
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_REQUESTED_IDS = 100
-# The Exchange target's own fields, from before targets existed: on /api/sync they choose that target.
-EXCHANGE = "exchangeConnectors"
-LEGACY_FIELDS = ("connectorIds", "syncType")
-RECOGNISED_FIELDS = ("ids", "tenants", *LEGACY_FIELDS)
+RECOGNISED_FIELDS = ("ids", "tenants", *legacy.FIELDS)
 
 
 class WebhookAnswer(NamedTuple):
@@ -99,7 +95,7 @@ def _answer(
     if method.upper() == "GET":
         ids = _ids(routed, None, params) if routed else _legacy_ids(None, params)
         if routed is None and ids is not None:
-            routed = enabled_target(settings, EXCHANGE)
+            routed = enabled_target(settings, legacy.TARGET)
         tenants = _tenants(settings, None, params, ids)
         return _state(settings, routed.name if routed else None, ids, tenants)
     return _sync(settings, parse_sync_request(body, params, settings, routed))
@@ -131,9 +127,10 @@ def parse_sync_request(
         tenants = _tenants(settings, payload, params, ids)
         if ids is None and sync_type is None:
             return SyncRequest(None, None, None, ignored, tenants)
-        return SyncRequest((enabled_target(settings, EXCHANGE).name,), ids, sync_type, ignored, tenants)
+        return SyncRequest((enabled_target(settings, legacy.TARGET).name,), ids, sync_type, ignored, tenants)
     if sync_type is not None and not routed.takes_sync_type:
-        raise InvalidRequest("syncType", f"is accepted for {EXCHANGE} only, not {routed.name}")
+        taking = ", ".join(name for name, target in TARGETS.items() if target.takes_sync_type)
+        raise InvalidRequest("syncType", f"is accepted for {taking} only, not {routed.name}")
     ids = _ids(routed, payload, params)
     return SyncRequest((routed.name,), ids, sync_type, ignored, _tenants(settings, payload, params, ids))
 
@@ -163,7 +160,7 @@ def _sync_type(payload: dict[str, Any], params: Mapping[str, str]) -> str | None
     body_type = payload.get("syncType")
     query_type = params.get("syncType")
     for name, value in (("syncType", body_type), ("syncType (query)", query_type)):
-        if value is not None and not is_sync_type(value):
+        if value is not None and value not in SYNC_TYPES:
             raise InvalidRequest(
                 name, f"must be one of {', '.join(SYNC_TYPES)}; got {_shown(value)}", allowed=SYNC_TYPES
             )
@@ -206,9 +203,9 @@ def _no_constant(name: str) -> float:
 
 
 def _ids(target: Target, payload: dict[str, Any] | None, params: Mapping[str, str]) -> tuple[str, ...] | None:
-    """``ids`` (body) or ``id`` (query) for a routed target; the Exchange target also takes its older names."""
+    """``ids`` (body) or ``id`` (query) for a routed target; the legacy target also takes its older names."""
     ids = _agreed("ids", _body_ids("ids", (payload or {}).get("ids")), _query_ids("id", params.get("id")))
-    if target.name == EXCHANGE:
+    if target.name == legacy.TARGET:
         ids = _agreed("ids", ids, _legacy_ids(payload, params))
     if ids is not None and target.single:
         raise InvalidRequest("ids", f"{target.name} is one object per tenant: leave ids out")
@@ -216,8 +213,8 @@ def _ids(target: Target, payload: dict[str, Any] | None, params: Mapping[str, st
 
 
 def _legacy_ids(payload: dict[str, Any] | None, params: Mapping[str, str]) -> tuple[str, ...] | None:
-    from_body = _body_ids("connectorIds", (payload or {}).get("connectorIds"))
-    return _agreed("connectorIds", from_body, _query_ids("connectorId", params.get("connectorId")))
+    from_body = _body_ids(legacy.IDS_FIELD, (payload or {}).get(legacy.IDS_FIELD))
+    return _agreed(legacy.IDS_FIELD, from_body, _query_ids(legacy.IDS_PARAM, params.get(legacy.IDS_PARAM)))
 
 
 def _agreed(name: str, first: tuple[str, ...] | None, second: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -262,8 +259,7 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
         body["tenants"] = list(report.tenants)
     body["summary"] = {outcome: report.count(outcome) for outcome in run.OUTCOMES}
     body["results"] = results
-    if EXCHANGE in report.targets:  # the key the Exchange connectors' results had before targets existed
-        body["connectors"] = [r for r in results if r["target"] == EXCHANGE]
+    legacy.sync_answer(body, report.targets, results)
     body["ignoredFields"] = list(request.ignored_fields)
     log.info("%s (webhook)", report)
     if not report.results:
@@ -290,11 +286,7 @@ def _state(
         body["tenants"] = {report.tenant: report.as_dict() for report in reports}
     else:
         part = reports[0].as_dict()
-        exchange = part["targets"].get(EXCHANGE)
-        if exchange is not None and "error" not in exchange:  # the shape GET had before targets existed
-            body["connectors"] = exchange["objects"]
-            if settings.connector_ids:
-                body["missing"] = exchange["missing"]
+        legacy.state_answer(body, part, settings.ids_for(legacy.TARGET))
         body.update(part)
     failed = [state for state in states if state.error is not None]
     if failed and len(failed) == len(states):

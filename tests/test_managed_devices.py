@@ -93,7 +93,7 @@ def test_operating_systems_filter_the_devices(
 ) -> None:
     monkeypatch.setenv("DEVICE_OPERATING_SYSTEMS", setting)
     monkeypatch.setenv("DEVICE_SYNC_MAX_PER_RUN", "20")
-    systems = parse_settings({"DEVICE_OPERATING_SYSTEMS": setting}).devices.operating_systems
+    systems = parse_settings({"DEVICE_OPERATING_SYSTEMS": setting}).options_for("managedDevices").operating_systems
     expected = stalest(fleet, 20, systems=systems)
 
     fire_timer()
@@ -122,10 +122,11 @@ def test_every_device_setting_is_checked_and_named(name: str, value: str) -> Non
 
 
 def test_device_settings_default_and_normalise() -> None:
-    devices = parse_settings({"DEVICE_OPERATING_SYSTEMS": "windows MACOS,ipados"}).devices
+    devices = parse_settings({"DEVICE_OPERATING_SYSTEMS": "windows MACOS,ipados"}).options_for("managedDevices")
 
     assert devices.operating_systems == ("Windows", "macOS", "iPadOS")
-    assert (parse_settings({}).devices.most, parse_settings({}).devices.stale_after) == (100, timedelta(hours=24))
+    defaults = parse_settings({}).options_for("managedDevices")
+    assert (defaults.most, defaults.stale_after) == (100, timedelta(hours=24))
 
 
 def test_device_writes_are_paced_under_the_limit_without_provoking_429s(

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from shared.cli import _parser
+from shared.setting_reader import Setting
 from shared.settings import SETTING_NAMES
+from shared.targets import TARGETS
 from shared.targets.managed_devices import WRITES_PER_WINDOW
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +48,11 @@ def shown_commands() -> list[str]:
 
 def test_every_setting_the_code_reads_is_in_the_settings_table() -> None:
     assert settings_table() == {*SETTING_NAMES, *HOST_SETTINGS}
+
+
+@pytest.mark.parametrize("setting", [s for target in TARGETS.values() for s in target.settings], ids=lambda s: s.name)
+def test_each_targets_settings_row_is_the_one_the_target_declares(setting: Setting) -> None:
+    assert f"| `{setting.name}` | {setting.default} | {setting.doc} |" in DOCS["settings.md"].splitlines()
 
 
 def test_every_app_setting_is_in_the_local_settings_example() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from shared.errors import ConfigurationError
 from shared.settings import SETTING_NAMES, parse_settings
+from shared.targets.exchange_connectors import ConnectorSettings
 from tests.conftest import call_webhook
 from tests.emulator import Emulator
 
@@ -17,8 +18,7 @@ GUID = "6e4e4ba9-3b55-4f6d-9f3c-2a7d3a0c1b01"
 def test_defaults_target_global_graph_with_delta_sync_and_the_system_identity() -> None:
     settings = parse_settings({})
 
-    assert settings.sync_type == "deltaSync"
-    assert settings.connector_ids == ()
+    assert settings.options_for("exchangeConnectors") == ConnectorSettings((), "deltaSync")
     assert settings.graph.endpoint == "https://graph.microsoft.com"
     assert settings.graph.scope == "https://graph.microsoft.com/.default"
     assert settings.graph.client_id is None
@@ -93,7 +93,7 @@ def test_graph_endpoint_host_is_used_in_lower_case(given: str, used: str) -> Non
 def test_connector_ids_are_split_on_commas_and_spaces_and_deduplicated() -> None:
     settings = parse_settings({"EXCHANGE_CONNECTOR_IDS": f" {GUID}, abc_1\n{GUID} ;x-2 "})
 
-    assert settings.connector_ids == (GUID, "abc_1", "x-2")
+    assert settings.ids_for("exchangeConnectors") == (GUID, "abc_1", "x-2")
 
 
 @pytest.mark.parametrize("bad", ["../../users", "a/b", "%2e%2e", "a?b", "a#b", "a.b", "x" * 129, "é"])

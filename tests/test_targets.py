@@ -397,7 +397,7 @@ def test_configured_connector_ids_and_requested_ones_match_in_any_case(
     assert answer.status == 202
     assert [r["id"] for r in answer.json["results"]] == [A]
     assert state.json["missing"] == []
-    assert parse_settings({"EXCHANGE_CONNECTOR_IDS": f"{A.upper()} {A}"}).connector_ids == (A,)
+    assert parse_settings({"EXCHANGE_CONNECTOR_IDS": f"{A.upper()} {A}"}).ids_for("exchangeConnectors") == (A,)
 
 
 class VppTokensWithADefect(type(TARGETS["vppTokens"])):  # type: ignore[misc]

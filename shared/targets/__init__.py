@@ -15,7 +15,7 @@ from shared.targets import (
 )
 from shared.targets.base import Skip, SyncObject, Target
 
-__all__ = ["DEFAULT", "TARGETS", "WATCHED", "Skip", "SyncObject", "Target", "permissions_for"]
+__all__ = ["DEFAULT", "SYNC_TYPES", "TARGETS", "WATCHED", "Skip", "SyncObject", "Target", "permissions_for"]
 
 TARGETS: dict[str, Target] = {
     target.name: target
@@ -30,6 +30,8 @@ TARGETS: dict[str, Target] = {
     )
 }
 DEFAULT = (exchange_connectors.TARGET.name,)
+# Every sync type a target's action takes, each once.
+SYNC_TYPES = tuple(dict.fromkeys(kind for target in TARGETS.values() for kind in target.sync_types))
 # What the expiry watch reads on every run, whichever targets are synced: Apple's push certificate and tokens,
 # and Managed Google Play's binding.
 WATCHED: dict[str, Target] = {

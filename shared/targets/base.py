@@ -1,6 +1,7 @@
 """What every sync target is: where its objects are, how one is synced, which Graph version and permission, and
-which rules say that an object cannot or need not be synced now. A target module fills this in; nothing above
-the targets knows any resource by name.
+which settings it reads, and which rules say that an object cannot or need not be synced now. A target module
+fills this in; nothing above the targets knows any resource by name (shared.legacy aside: the answer shapes
+that predate targets).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import quote
 
 from shared.errors import GraphError, GraphNotFound, InvalidObjectId, json_type
 from shared.graph import Deadline, GraphClient, GraphResponse
+from shared.setting_reader import Setting, SettingReader
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,9 @@ class Target:
     # Answers to the sync action that are this target's own rules (a sync running, one too soon): never
     # retried, never taken as throttling of the tenant; after_refusal() turns them into skips.
     own_statuses: ClassVar[frozenset[int]] = frozenset()
-    takes_sync_type: ClassVar[bool] = False
+    # The sync action's types, in Graph's exact (case-sensitive) spellings; the first is the default.
+    sync_types: ClassVar[tuple[str, ...]] = ()
+    settings: ClassVar[tuple[Setting, ...]] = ()  # the app settings this target reads, as docs/settings.md lists them
     noun: ClassVar[str]  # "Exchange connector", "VPP token": what one object is called in messages
     ids_setting: ClassVar[str | None] = None  # a setting that names the objects, so none are listed
     unknown_code: ClassVar[str] = "unknownObject"  # the error code for a requested id that is not an object
@@ -121,12 +125,33 @@ class Target:
         """Every Graph application permission this target needs: the action's, and reading's where it differs."""
         return (self.permission, self.read_permission) if self.read_permission else (self.permission,)
 
+    @property
+    def takes_sync_type(self) -> bool:
+        return bool(self.sync_types)
+
+    def options(self, read: SettingReader) -> Any:
+        """This target's own settings (``settings``), read with ``read``, which keeps every invalid one; None for a
+        target without any. The run hands them back to read(), find() and sync() as ``options``."""
+        return None
+
+    def configured_ids(self, options: Any) -> tuple[str, ...]:
+        """The objects ``ids_setting`` names; none: every object in the tenant is listed."""
+        return ()
+
+    def shown_settings(self, options: Any) -> dict[str, str]:
+        """What ``doctor``'s settings line shows of this target's own settings, by setting name."""
+        return {}
+
+    def default_sync_type(self, options: Any) -> str | None:
+        """The sync type when a request names none."""
+        return self.sync_types[0] if self.sync_types else None
+
     def nothing_found(self) -> str:
         return self.none_advice or f"no {self.noun} in this tenant, so there is nothing to sync"
 
     def read(self, graph: GraphClient, deadline: Deadline, options: Any = None) -> list[SyncObject]:
         """Every object of this target in the tenant, each once (Graph may list one on two pages). ``options``
-        are the target's own settings (``Settings.options_for``), for targets that have any."""
+        are the target's own settings (:meth:`options`), for targets that have any."""
         url = graph.url(f"/{self.version}{self.path}")
         if self.single:
             try:

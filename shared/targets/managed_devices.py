@@ -19,8 +19,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from shared.errors import GraphNotFound, OutOfTime
+from shared.errors import ConfigurationError, GraphNotFound, OutOfTime
 from shared.graph import Deadline, GraphClient, GraphResponse
+from shared.setting_reader import Setting, SettingReader, listed
 from shared.targets.base import (
     OBJECT_ID_PATTERN,
     SyncObject,
@@ -127,9 +128,43 @@ class ManagedDevices(Target):
     read_permission = "DeviceManagementManagedDevices.Read.All"
     state_fields = ("deviceName", "operatingSystem", "lastSyncDateTime")
     noun = "managed device"
+    settings = (
+        Setting(
+            "DEVICE_STALE_HOURS",
+            "`24`",
+            "For `managedDevices`: a device whose last sync is older than this many hours is stale, 1\u20138760.",
+        ),
+        Setting(
+            "DEVICE_SYNC_MAX_PER_RUN",
+            "`100`",
+            "For `managedDevices`: the most devices one run syncs, stalest first, 1\u20131000.",
+        ),
+        Setting(
+            "DEVICE_OPERATING_SYSTEMS",
+            "empty (all)",
+            "For `managedDevices`: only these systems, separated by commas or spaces, from "
+            + ", ".join(f"`{name}`" for name in OPERATING_SYSTEMS)
+            + " (any other value is a configuration error).",
+        ),
+        Setting(
+            "DEVICE_SYNC_WINDOW_SECONDS",
+            "`20`",
+            f"For `managedDevices`: the length of Intune's device-write window, in which the app sends at most "
+            f"{WRITES_PER_WINDOW} device writes (paced evenly, {100 - PACE_MARGIN * 100:.0f}% under). Leave it at 20 "
+            "against Graph; the emulator and the benchmark shrink it. 0.01\u201320.",
+        ),
+    )
 
     def __init__(self) -> None:
         self._pacers = Pacers()
+
+    def options(self, read: SettingReader) -> DeviceSelection:
+        return DeviceSelection(
+            stale_after=timedelta(hours=read.number("DEVICE_STALE_HOURS", default=24, low=1, high=8760)),
+            most=int(read.number("DEVICE_SYNC_MAX_PER_RUN", default=100, low=1, high=1000, whole=True)),
+            operating_systems=read.check(lambda: _operating_systems(read.env.get("DEVICE_OPERATING_SYSTEMS", "")), ()),
+            window_seconds=read.number("DEVICE_SYNC_WINDOW_SECONDS", default=20, low=0.01, high=20),
+        )
 
     def read(self, graph: GraphClient, deadline: Deadline, options: Any = None) -> Candidates:
         """The ``options.most`` stalest devices not synced for ``options.stale_after``, in stalest-first order.
@@ -229,6 +264,21 @@ def _sync_key(value: object) -> int:
             return int(digits)
     parsed = graph_datetime(value)
     return int(parsed.strftime("%Y%m%d%H%M%S")) if parsed else 0
+
+
+def _operating_systems(raw: str) -> tuple[str, ...]:
+    """Names from a fixed list, matched without regard to case and written as Intune writes them: never pasted
+    into a Graph filter as given."""
+    known = {name.lower(): name for name in OPERATING_SYSTEMS}
+    names = listed(raw)
+    unknown = [name for name in names if name.lower() not in known]
+    if unknown:
+        raise ConfigurationError(
+            "DEVICE_OPERATING_SYSTEMS",
+            f"{', '.join(repr(n[:40]) for n in unknown)} is not an operating system Intune reports; use "
+            f"{', '.join(OPERATING_SYSTEMS)}",
+        )
+    return tuple(dict.fromkeys(known[name.lower()] for name in names))
 
 
 TARGET = ManagedDevices()
