@@ -209,17 +209,20 @@ class GraphProtocolError(GraphError):
     """Graph answered something this app cannot use (malformed JSON, a paging link to another host)."""
 
 
-class TimeBudgetExhausted(GraphError):
-    """The run's time budget ran out before a call could be made."""
+class OutOfTime(GraphError):
+    """The run's time budget (GRAPH_TIME_BUDGET_SECONDS) ran out, or would before a call could end: the one "out of
+    time" of the app, from Graph's calls, the identity's exchanges and the pacing of device writes alike.
 
+    ``paced``: the next paced call would fall past the budget, so it is not made and the next run carries on with
+    it; that is not a failure, unlike a budget that Graph used up."""
+
+    _kind = "timeBudgetExhausted"
     http_status = 503
-
     retry_after = 60
 
-
-class OutOfTime(TimeBudgetExhausted):
-    """The next paced call would fall past the run's budget, so it is not made: the next run carries on. Not a
-    failure, unlike a budget that Graph used up."""
+    def __init__(self, message: str, *, paced: bool = False, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.paced = paced
 
 
 class UnknownObject(SyncAppError):

@@ -18,9 +18,9 @@ from azure.core.credentials import AccessTokenInfo
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.identity import ClientAssertionCredential
 
-from shared.errors import IdentityUnavailable, TenantNotConsented
+from shared.errors import IdentityUnavailable, OutOfTime, TenantNotConsented
 from shared.redaction import redact, remember
-from shared.transport import DeadlineExceeded, DeadlineTransport, current_exchange
+from shared.transport import DeadlineTransport, current_exchange
 
 PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 # The audience of the managed identity's token that Entra accepts as an assertion, by cloud.
@@ -66,7 +66,7 @@ class Assertion:
         exchange = current_exchange()
         wait = exchange.deadline.remaining() if exchange is not None else -1
         if not self._lock.acquire(timeout=wait):
-            raise DeadlineExceeded("the run's time budget ran out waiting for the managed identity's assertion")
+            raise OutOfTime("the run's time budget ran out waiting for the managed identity's assertion")
         try:
             held = self._held
             if held is None or time.time() >= min(

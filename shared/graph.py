@@ -33,14 +33,13 @@ from shared.errors import (
     GraphUnauthorized,
     GraphUnreachable,
     IdentityUnavailable,
-    TimeBudgetExhausted,
+    OutOfTime,
 )
 from shared.federation import Assertion, entra_failure, exchange_audience, tenant_credential
 from shared.redaction import redact, remember
 from shared.transport import (
     AnswerTooLarge,
     Deadline,
-    DeadlineExceeded,
     DeadlineTransport,
     Exchange,
     bounded_by,
@@ -383,8 +382,8 @@ class GraphClient:
         return info
 
 
-def _budget_exhausted(deadline: Deadline, client_request_id: str) -> TimeBudgetExhausted:
-    return TimeBudgetExhausted(
+def _budget_exhausted(deadline: Deadline, client_request_id: str) -> OutOfTime:
+    return OutOfTime(
         f"the run's time budget of {deadline.seconds:g} s (GRAPH_TIME_BUDGET_SECONDS) is used up",
         client_request_id=client_request_id,
     )
@@ -429,7 +428,7 @@ def _identity_failure(exc: Exception) -> str:
 
 
 def _out_of_time(exc: Exception, exchange: Exchange | None) -> bool:
-    return isinstance(exc, DeadlineExceeded) or (
+    return isinstance(exc, OutOfTime) or (
         exchange is not None and (exchange.expired or exchange.deadline.remaining() <= 0)
     )
 

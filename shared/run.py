@@ -26,7 +26,6 @@ from shared.errors import (
     OutOfTime,
     SyncAppError,
     SyncFailed,
-    TimeBudgetExhausted,
     UnknownObject,
     contained,
 )
@@ -42,7 +41,7 @@ log = logging.getLogger(__name__)
 Outcome = Literal["accepted", "failed", "skipped"]
 OUTCOMES: tuple[Outcome, ...] = ("accepted", "failed", "skipped")
 # After these, every further call would fail the same way: stop sending for the rest of the run.
-RUN_STOPPING = (IdentityUnavailable, TimeBudgetExhausted)
+RUN_STOPPING = (IdentityUnavailable, OutOfTime)
 # After this, further calls to the same target would only add to the throttling of its resource.
 TARGET_STOPPING = (GraphThrottled,)
 # Per process: requests for a sync already in flight join it; SYNC_MIN_INTERVAL_SECONDS paces each object.
@@ -446,9 +445,9 @@ def _sync_one(
         return _skipped(target, obj, skip, 0)
     try:
         answer = target.sync(graph, obj, deadline, sync_type, options)
-    except OutOfTime as exc:
-        return ObjectResult(target.name, obj.id, "skipped", 0, reason="notAttempted", detail=str(exc))
     except (GraphError, IdentityUnavailable) as exc:
+        if isinstance(exc, OutOfTime) and exc.paced:
+            return ObjectResult(target.name, obj.id, "skipped", 0, reason="notAttempted", detail=str(exc))
         refused = target.after_refusal(exc, obj, datetime.now(timezone.utc)) if isinstance(exc, GraphError) else None
         if refused is not None:
             return _skipped(target, obj, refused, _ms_since(started))._replace(

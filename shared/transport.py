@@ -26,14 +26,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from shared.errors import OutOfTime
+
 # Graph's and the identity endpoint's answers are kilobytes; anything near this is not an answer we can use.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 # A Retry-After beyond this is not a wait anyone means: treated as absent, like an unparseable one.
 MAX_RETRY_AFTER = 86_400.0
-
-
-class DeadlineExceeded(Exception):
-    """The run's time budget ran out during (or before) an exchange."""
 
 
 class AnswerTooLarge(requests.RequestException):
@@ -269,13 +267,13 @@ class DeadlineTransport(RequestsTransport):  # type: ignore[misc]  # azure-core 
     def send(self, request: Any, **kwargs: Any) -> Any:
         exchange = current_exchange()
         if exchange is not None and (exchange.expired or exchange.deadline.remaining() <= 0):
-            raise DeadlineExceeded("the run's time budget ran out before the identity endpoint answered")
+            raise OutOfTime("the run's time budget ran out before the identity endpoint answered")
         return super().send(request, **kwargs)
 
     def sleep(self, duration: float) -> None:
         exchange = current_exchange()
         if exchange is not None and duration >= exchange.deadline.remaining():
-            raise DeadlineExceeded(f"the identity endpoint asked to wait {duration:.0f} s, past the run's time budget")
+            raise OutOfTime(f"the identity endpoint asked to wait {duration:.0f} s, past the run's time budget")
         super().sleep(duration)
 
 

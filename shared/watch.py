@@ -19,8 +19,8 @@ from shared.errors import (
     GraphForbidden,
     IdentityUnavailable,
     InternalError,
+    OutOfTime,
     SyncAppError,
-    TimeBudgetExhausted,
     contained,
 )
 from shared.graph import Deadline, GraphClient
@@ -91,7 +91,7 @@ def check(
             except (GraphError, IdentityUnavailable, InternalError) as exc:
                 unchecked.append(Unchecked(name, watched.permission, f"not checked: {exc}"))
                 # No token, or no time left: every further read would fail the same way.
-                stopped = exc if isinstance(exc, IdentityUnavailable | TimeBudgetExhausted) else None
+                stopped = exc if isinstance(exc, IdentityUnavailable | OutOfTime) else None
                 continue
         for obj in objects:
             try:

@@ -90,7 +90,8 @@ class Pacer:
             if slot - now + WRITE_RESERVE >= deadline.remaining():
                 raise OutOfTime(
                     f"the run's time budget of {deadline.seconds:g} s (GRAPH_TIME_BUDGET_SECONDS) ends before the next "
-                    "paced device write; the next run carries on with the stalest"
+                    "paced device write; the next run carries on with the stalest",
+                    paced=True,
                 )
             self._next = slot + interval
         time.sleep(slot - now)
