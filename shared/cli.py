@@ -19,6 +19,7 @@ from typing import TextIO
 
 from shared import doctor, legacy, run, watch
 from shared import tenants as tenancy
+from shared.clients import client_for
 from shared.errors import (
     ConfigurationError,
     GraphForbidden,
@@ -27,8 +28,9 @@ from shared.errors import (
     InvalidRequest,
     SyncAppError,
 )
-from shared.graph import Deadline, client_for
+from shared.graph import Deadline
 from shared.permissions import grant_app_roles, token_claims
+from shared.process import PROCESS
 from shared.settings import load_settings
 from shared.targets import SYNC_TYPES, TARGETS, permissions_for
 from shared.targets.base import validate_object_id
@@ -37,6 +39,7 @@ LISTER = doctor.LISTER
 
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+    PROCESS.start()
     args = _parser().parse_args(argv)
     command: Callable[[argparse.Namespace, TextIO], int] = args.command
     try:

@@ -13,8 +13,9 @@ from typing import Any
 
 from shared import run
 from shared import tenants as tenancy
+from shared.clients import client_for
 from shared.errors import ConfigurationError, GraphError, IdentityUnavailable, InternalError, contained
-from shared.graph import Deadline, GraphClient, client_for
+from shared.graph import Deadline, GraphClient
 from shared.permissions import held_app_roles, token_claims
 from shared.settings import Settings, parse_settings, remember_secrets
 from shared.targets import TARGETS, permissions_for

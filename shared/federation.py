@@ -9,20 +9,22 @@ https://learn.microsoft.com/entra/workload-id/workload-identity-federation-confi
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessTokenInfo
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.identity import ClientAssertionCredential
 
-from shared.errors import IdentityUnavailable, OutOfTime, TenantNotConsented
+from shared.errors import IdentityUnavailable, TenantNotConsented
+from shared.identity import HeldToken, identity_fix, managed_identity, no_token
 from shared.redaction import redact, remember
-from shared.transport import DeadlineTransport, current_exchange
+from shared.transport import USER_AGENT, DeadlineTransport, current_exchange, session_for
 
-PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+if TYPE_CHECKING:
+    from shared.graph import GraphSettings
+
 # The audience of the managed identity's token that Entra accepts as an assertion, by cloud.
 EXCHANGE_AUDIENCES = {
     "login.microsoftonline.us": "api://AzureADTokenExchangeUSGov",
@@ -36,8 +38,6 @@ _ENTRA_ERROR = re.compile(r"\((?P<error>\w+)\) (?P<code>AADSTS\d+)(?P<message>[^
 NOT_CONSENTED = frozenset({"AADSTS7000229", "AADSTS700016"})
 # OAuth's errors for Entra's own trouble, not the request's.
 TRANSIENT = frozenset({"server_error", "temporarily_unavailable"})
-# An assertion with less left than this is fetched anew (a managed identity token lives about 24 hours).
-ASSERTION_RENEW_MARGIN = 300
 
 
 def exchange_audience(authority: str) -> str:
@@ -54,29 +54,17 @@ class Assertion:
     """The managed identity's token for the exchange audience, held for every tenant's credential.
 
     ``ClientAssertionCredential`` calls this whenever it needs a new Graph token; tenants run on several threads,
-    so one lock makes sure only one of them asks the identity endpoint when the held token is due.
+    so only one of them asks the identity endpoint when the held token is due, the others waiting for it within
+    their run's budget.
     """
 
     def __init__(self, fetch: Callable[[], AccessTokenInfo]) -> None:
         self._fetch = fetch
-        self._lock = threading.Lock()
-        self._held: AccessTokenInfo | None = None
+        self._held = HeldToken()
 
     def __call__(self) -> str:
         exchange = current_exchange()
-        wait = exchange.deadline.remaining() if exchange is not None else -1
-        if not self._lock.acquire(timeout=wait):
-            raise OutOfTime("the run's time budget ran out waiting for the managed identity's assertion")
-        try:
-            held = self._held
-            if held is None or time.time() >= min(
-                held.refresh_on or held.expires_on, held.expires_on - ASSERTION_RENEW_MARGIN
-            ):
-                held = self._held = self._fetch()
-                remember(held.token)
-            return held.token
-        finally:
-            self._lock.release()
+        return self._held.get(self._fetch, wait=exchange.deadline.remaining() if exchange is not None else -1)
 
 
 def tenant_credential(
@@ -136,3 +124,25 @@ def entra_failure(exc: Exception, *, tenant: str, app_client_id: str, authority:
         f"{app_client_id} (TENANT_APP_CLIENT_ID) has a federated identity credential for the managed identity "
         f"AZURE_CLIENT_ID (README, 'Many tenants'), and that the tenant consented: {url}"
     )
+
+
+def assertion_for(settings: GraphSettings) -> Assertion:
+    """The managed identity's token for the cloud's token-exchange audience (and, with TENANT_IDS, nothing else)."""
+    audience = exchange_audience(settings.authority or "")
+    source = f"Could not get the token-exchange assertion ({audience}) from the user-assigned managed identity"
+    session = session_for(settings.endpoint, USER_AGENT)
+    credential = managed_identity(settings, session) if settings.identity_endpoint is not None else None
+
+    def fetch() -> AccessTokenInfo:
+        nonlocal credential
+        if credential is None:
+            raise IdentityUnavailable(f"{source}: IDENTITY_ENDPOINT is not set. {identity_fix(settings)}")
+        try:
+            info: AccessTokenInfo = credential.get_token_info(f"{audience}/.default")
+        except Exception as exc:  # as in GraphClient._new_token: any class means no token
+            credential = managed_identity(settings, session)  # as GraphClient._drop_token says
+            raise no_token(source, exc, settings, current_exchange()) from None
+        remember(info.token)
+        return info
+
+    return Assertion(fetch)

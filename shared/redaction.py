@@ -92,6 +92,3 @@ def install() -> None:
 
     factory.scrubs_secrets = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
-
-
-install()

@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from shared import tenants as tenancy
+from shared.clients import client_for
 from shared.coalescing import Deferred, SyncGate
 from shared.errors import (
     LISTER,
@@ -29,7 +30,8 @@ from shared.errors import (
     UnknownObject,
     contained,
 )
-from shared.graph import Deadline, GraphClient, client_for
+from shared.graph import Deadline, GraphClient
+from shared.process import PROCESS
 from shared.settings import Settings, load_settings
 from shared.targets import TARGETS, Skip, SyncObject, Target
 
@@ -45,7 +47,6 @@ RUN_STOPPING = (IdentityUnavailable, OutOfTime)
 # After this, further calls to the same target would only add to the throttling of its resource.
 TARGET_STOPPING = (GraphThrottled,)
 # Per process: requests for a sync already in flight join it; SYNC_MIN_INTERVAL_SECONDS paces each object.
-_GATE: SyncGate[ObjectResult] = SyncGate()
 
 
 class ObjectResult(NamedTuple):
@@ -381,6 +382,7 @@ def _run_tenant(
 def scheduled_sync(*, past_due: bool) -> SyncReport:
     """The timer's run: every target in ``SYNC_TARGETS``, in every tenant; raises :class:`SyncFailed` after trying
     them all."""
+    PROCESS.start()
     if past_due:
         log.warning("The sync timer is past due: the previous run was missed or overran (host restart, scale-in)")
     settings = load_settings()
@@ -417,7 +419,7 @@ def _sync_gated(
         _sync_one, graph, target, obj, sync_type=sync_type, deadline=deadline, options=settings.options_for(target.name)
     )
     try:
-        decision = _GATE.submit(
+        decision = PROCESS.held("sync gate", SyncGate[ObjectResult]).submit(
             (settings.graph.endpoint, graph.tenant, target.name, obj.id),
             sync_type,
             partial(contained, log, where, sync),

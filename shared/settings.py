@@ -5,20 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from shared.errors import ConfigurationError
-from shared.federation import PUBLIC_AUTHORITY
 from shared.graph import GraphSettings
+from shared.process import PROCESS
 from shared.redaction import remember
 from shared.setting_reader import SettingReader, listed
 from shared.targets import DEFAULT, TARGETS
 from shared.targets.base import GUID
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"  # AZURE_AUTHORITY_HOST's default
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -66,10 +66,14 @@ APP_SETTING_NAMES = (
 SETTING_NAMES = (*APP_SETTING_NAMES, *(s.name for target in TARGETS.values() for s in target.settings))
 
 
-@cache
 def load_settings() -> Settings:
     """This process's app settings, read and validated on first use, then kept: Azure restarts the app when its
     settings change. Settings that fail validation are not kept, so every invocation reports the problem."""
+    PROCESS.start()
+    return PROCESS.held("settings", _from_environment)
+
+
+def _from_environment() -> Settings:
     remember_secrets(os.environ)
     return parse_settings(os.environ)
 

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from shared.errors import InvalidRequest, InvalidSignature
+from shared.process import PROCESS
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,6 @@ class ReplayGuard:
                 self._seen[webhook_id] = (self._seen[webhook_id][0], False)
 
 
-_REPLAYS = ReplayGuard()
-
-
 class Delivery(NamedTuple):
     """A signed delivery being handled: :meth:`settle` it with the status it was answered."""
 
@@ -96,12 +94,14 @@ def verify_request(
     headers: Mapping[str, str],
     body: bytes,
     params: Mapping[str, str],
-    replays: ReplayGuard = _REPLAYS,
+    replays: ReplayGuard | None = None,
 ) -> Delivery | None:
     """Raise unless the request is signed with ``secret`` (nothing is checked when no secret is set). A Standard
-    Webhooks delivery comes back as a :class:`Delivery`, its id held until it is settled with the answer's status."""
+    Webhooks delivery comes back as a :class:`Delivery`, its id held until it is settled with the answer's status
+    (``replays``: the process's own guard unless given)."""
     if secret is None:
         return None
+    replays = replays or PROCESS.held("webhook replays", ReplayGuard)
     lowered = {name.lower(): value for name, value in headers.items()}
     delivery = None
     if any(name in lowered for name in STANDARD_HEADERS):

@@ -29,6 +29,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from shared.errors import OutOfTime
 
 # Graph's and the identity endpoint's answers are kilobytes; anything near this is not an answer we can use.
+USER_AGENT = "intune-exchange-connector-sync/1.0"
+CONNECT_TIMEOUT = 5.0  # seconds; the read timeout is GRAPH_TIMEOUT_SECONDS
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 # A Retry-After beyond this is not a wait anyone means: treated as absent, like an unparseable one.
 MAX_RETRY_AFTER = 86_400.0

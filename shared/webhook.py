@@ -27,6 +27,7 @@ from shared.errors import (
     UnknownTenant,
     json_type,
 )
+from shared.process import PROCESS
 from shared.redaction import redact
 from shared.settings import Settings, load_settings
 from shared.targets import SYNC_TYPES, TARGETS, Target
@@ -69,6 +70,7 @@ def handle(
 
     Order matters: nothing of the body is parsed before its size and its signature are checked.
     """
+    PROCESS.start()
     delivery = None
     try:
         if method.upper() not in ("GET", "POST"):

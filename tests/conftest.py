@@ -14,7 +14,8 @@ from azure.functions.timer import TimerRequest
 
 import sync_http
 import sync_timer
-from shared.settings import SETTING_NAMES, load_settings
+from shared.process import PROCESS
+from shared.settings import SETTING_NAMES
 from tests.emulator import Emulator, free_port
 
 # Everything the app reads, plus what the platform sets, so no value from this machine leaks into a test.
@@ -41,11 +42,11 @@ def emulator() -> Iterator[Emulator]:
 
 @pytest.fixture(autouse=True)
 def fresh_settings() -> Iterator[None]:
-    """The app keeps its settings for the process's life (Azure restarts it when they change); each test is a
-    new app, reading the environment as the test has set it."""
-    load_settings.cache_clear()
+    """The app keeps its settings, clients, gate and guards for the process's life (Azure restarts it when its
+    settings change); each test is a new process (PROCESS.reset), reading the environment as the test set it."""
+    PROCESS.reset()
     yield
-    load_settings.cache_clear()
+    PROCESS.reset()
 
 
 @pytest.fixture

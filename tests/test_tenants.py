@@ -16,6 +16,7 @@ import pytest
 from shared.cli import main as cli_main
 from shared.errors import SyncFailed
 from shared.federation import exchange_audience
+from shared.process import PROCESS
 from shared.settings import parse_settings
 from tests.conftest import APP_SETTINGS, Answer, call_webhook, fire_timer, wait_for
 from tests.emulator import (
@@ -483,9 +484,7 @@ def test_entra_is_trusted_only_through_the_ca_bundle(tenants: Emulator, monkeypa
     assert "certificate is not trusted (REQUESTS_CA_BUNDLE)" in refused.json["results"][0]["message"]
 
     monkeypatch.setenv("SSL_CERT_FILE", tenants.ca_bundle)
-    from shared.graph import _clients  # noqa: PLC0415 - a new process's clients, as after an app restart
-
-    _clients.clear()
+    PROCESS.reset()  # a new process's clients, as after an app restart
     assert call_webhook(params={"tenant": T1}).status == 202
 
 

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from shared.errors import ConfigurationError, GraphNotFound, OutOfTime
 from shared.graph import Deadline, GraphClient, GraphResponse
+from shared.process import PROCESS
 from shared.setting_reader import Setting, SettingReader, listed
 from shared.targets.base import (
     OBJECT_ID_PATTERN,
@@ -156,9 +157,6 @@ class ManagedDevices(Target):
         ),
     )
 
-    def __init__(self) -> None:
-        self._pacers = Pacers()
-
     def options(self, read: SettingReader) -> DeviceSelection:
         return DeviceSelection(
             stale_after=timedelta(hours=read.number("DEVICE_STALE_HOURS", default=24, low=1, high=8760)),
@@ -240,7 +238,9 @@ class ManagedDevices(Target):
         options: Any = None,
     ) -> GraphResponse:
         selection: DeviceSelection = options
-        self._pacers(graph.tenant).wait(selection.window_seconds / (WRITES_PER_WINDOW * PACE_MARGIN), deadline)
+        PROCESS.held("device pacers", Pacers)(graph.tenant).wait(
+            selection.window_seconds / (WRITES_PER_WINDOW * PACE_MARGIN), deadline
+        )
         return super().sync(graph, obj, deadline, sync_type, options)
 
     def summary(self, objects: Sequence[SyncObject]) -> dict[str, object]:
