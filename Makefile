@@ -15,7 +15,7 @@ TENANTS ?= 0
 BIN := $(VENV)/bin
 BIN313 := $(VENV313)/bin
 
-.PHONY: help venv test lint checkov demo serve emulator benchmark benchmark-devices benchmark-tenants load-test clean
+.PHONY: help venv test lint checkov package demo serve emulator benchmark benchmark-devices benchmark-tenants load-test clean
 
 help: ## list the targets (this is what plain `make` does)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {name[++n] = $$1; help[n] = $$2; if (length($$1) > w) w = length($$1)} \
@@ -116,5 +116,8 @@ load-test: $(BIN313)/.installed ## 5,000 webhook requests through the worker (RE
 emulator: $(BIN)/.installed ## run the Graph + identity emulator alone; prints settings to paste
 	$(BIN)/python -m tests.emulator
 
+package: $(BIN313)/.installed ## the deployment package, with the app's bytecode for 3.13: dist/package, dist/sync.zip
+	$(BIN313)/python scripts/package.py
+
 clean: ## remove every environment and cache the other targets made
-	rm -rf $(VENV) $(VENV313) $(VENVCHECKOV) $(VENVBENCH) $(VENVTOOLS) .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf dist $(VENV) $(VENV313) $(VENVCHECKOV) $(VENVBENCH) $(VENVTOOLS) .pytest_cache .ruff_cache .mypy_cache .hypothesis

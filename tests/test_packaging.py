@@ -5,10 +5,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from scripts.package import app_folders, build
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ("sync_timer", "sync_http")
@@ -86,3 +91,31 @@ def test_funcignore_keeps_tests_and_tooling_out_of_the_package() -> None:
         assert entry in ignored
     for deployed in ("shared", "sync_http", "sync_timer", "host.json", "requirements.txt"):
         assert not any(deployed.startswith(e.rstrip("/")) for e in ignored)
+
+
+def test_the_package_holds_the_app_alone_with_unchecked_bytecode_for_every_module(tmp_path: Path) -> None:
+    package = build(tmp_path / "package")
+
+    assert sorted(p.name for p in package.iterdir()) == sorted(["host.json", "requirements.txt", *app_folders()])
+    assert {"sync_timer", "sync_http", "shared"} <= set(app_folders())
+    tag = sys.implementation.cache_tag
+    for source in package.rglob("*.py"):
+        cached = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        flags = int.from_bytes(cached.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{cached} is not an unchecked-hash cache (PEP 552)"
+
+
+def test_the_package_imports_from_its_bytecode_without_reading_a_source(tmp_path: Path) -> None:
+    package = build(tmp_path / "package")
+    for source in package.rglob("*.py"):
+        source.write_text("raise SystemExit('a source was read')\n")  # unchecked caches never look at it
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sync_http, sync_timer; from shared import run, webhook"],
+        cwd=package,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(package)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr
