@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TextIO
 
-from shared import doctor, legacy, run, watch
+from shared import doctor, legacy, run, status, watch
 from shared import tenants as tenancy
 from shared.clients import client_for
 from shared.errors import (
@@ -86,11 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     _tenant_option(check)
     check.set_defaults(command=_doctor)
 
-    status = commands.add_parser("status", help="each target's objects and their state")
-    status.add_argument("--json", action="store_true", help="JSON (as GET /api/sync's targets) instead of tables")
-    _target_option(status)
-    _tenant_option(status)
-    status.set_defaults(command=_status)
+    show = commands.add_parser("status", help="each target's objects and their state")
+    show.add_argument("--json", action="store_true", help="JSON (as GET /api/sync's targets) instead of tables")
+    _target_option(show)
+    _tenant_option(show)
+    show.set_defaults(command=_status)
 
     sync = commands.add_parser("sync", help="sync the targets, as the functions do")
     taking = ", ".join(name for name, target in TARGETS.items() if target.takes_sync_type)
@@ -210,7 +210,7 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
     """Each target's objects (per tenant with TENANT_IDS); configured ids the tenant does not have and targets that
     cannot be read make it 1."""
     settings = load_settings()
-    reports = run.tenant_reports(settings, _tenants(args), _targets(args))
+    reports = status.tenant_reports(settings, _tenants(args), _targets(args))
     if args.json:
         parts = {report.tenant: report.as_dict() for report in reports}
         print(json.dumps({"tenants": parts} if settings.tenants else parts[None], indent=2), file=out)
@@ -242,7 +242,7 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if problems else 0
 
 
-def _print_table(state: run.TargetState, out: TextIO) -> None:
+def _print_table(state: status.TargetState, out: TextIO) -> None:
     target = TARGETS[state.target]
     print(f"{state.target} ({target.version}, {target.permission})", file=out)
     columns = ("id", *target.state_fields)

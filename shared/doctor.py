@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
-from shared import run
+from shared import status
 from shared import tenants as tenancy
 from shared.clients import client_for
 from shared.errors import ConfigurationError, GraphError, IdentityUnavailable, InternalError, contained
@@ -206,7 +206,7 @@ def _target_findings(
 ) -> list[Finding]:
     findings = []
     now = datetime.now(timezone.utc)
-    states = run.target_states(settings, names, tenant=tenant)
+    states = status.target_states(settings, names, tenant=tenant)
     for state in states:
         target = TARGETS[state.target]
         if state.error is not None:
@@ -234,11 +234,11 @@ def _target_findings(
     return findings + _expiry_findings(settings, states, tenant)
 
 
-def _expiry_findings(settings: Settings, states: list[run.TargetState], tenant: str | None) -> list[Finding]:
+def _expiry_findings(settings: Settings, states: list[status.TargetState], tenant: str | None) -> list[Finding]:
     """The expiry watch: each finding fails doctor; what the token cannot read is only 'not checked'."""
     if not settings.expiry_warning_days:
         return [Finding(True, "expiry watch", "off (EXPIRY_WARNING_DAYS=0)")]
-    report = run.expiry_watch(settings, states, tenant)
+    report = status.expiry_watch(settings, states, tenant)
     findings = [Finding(True, f"expiry {u.target}", u.reason) for u in report.unchecked]
     for standing in report.standings:
         left = standing.days_left(report.at)

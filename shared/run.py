@@ -1,4 +1,5 @@
-"""A sync run: which targets and objects, sync each, and one report.
+"""A sync run: which targets and objects, sync each, and one report (shared.records); what GET /api/sync reads
+is shared.status.
 
 One object's failure never stops the others, and one target's never stops the other targets. Only what would
 fail every further call stops the run (no token, the time budget used up); throttling stops the rest of its own
@@ -9,17 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from shared import tenants as tenancy
 from shared.clients import client_for
 from shared.coalescing import Deferred, SyncGate
 from shared.errors import (
-    LISTER,
     GraphError,
     GraphThrottled,
     IdentityUnavailable,
@@ -32,221 +30,17 @@ from shared.errors import (
 )
 from shared.graph import Deadline, GraphClient
 from shared.process import PROCESS
+from shared.records import ObjectResult, SyncReport
 from shared.settings import Settings, load_settings
 from shared.targets import TARGETS, Skip, SyncObject, Target
 
-if TYPE_CHECKING:
-    from shared.watch import WatchReport
-
 log = logging.getLogger(__name__)
 
-Outcome = Literal["accepted", "failed", "skipped"]
-OUTCOMES: tuple[Outcome, ...] = ("accepted", "failed", "skipped")
 # After these, every further call would fail the same way: stop sending for the rest of the run.
 RUN_STOPPING = (IdentityUnavailable, OutOfTime)
 # After this, further calls to the same target would only add to the throttling of its resource.
 TARGET_STOPPING = (GraphThrottled,)
 # Per process: requests for a sync already in flight join it; SYNC_MIN_INTERVAL_SECONDS paces each object.
-
-
-class ObjectResult(NamedTuple):
-    """One object's outcome. ``id`` is None when the target's objects could not be read at all."""
-
-    target: str
-    id: str | None
-    outcome: Outcome
-    duration_ms: int
-    graph_status: int | None = None
-    request_id: str | None = None
-    client_request_id: str | None = None
-    coalesced: bool = False
-    next_allowed: str | None = None
-    reason: str | None = None
-    detail: str | None = None
-    error: SyncAppError | None = None
-    tenant: str | None = None  # with TENANT_IDS: the customer tenant it belongs to
-
-    @property
-    def error_code(self) -> str | None:
-        """This app's own code; Graph's code, when Graph gave one, is ``graph_error_code``."""
-        if self.error is None:
-            return None
-        return "notAttempted" if self.outcome == "skipped" else self.error.kind
-
-    @property
-    def graph_error_code(self) -> str | None:
-        return self.error.code if self.outcome == "failed" and self.error is not None else None
-
-    @property
-    def message(self) -> str | None:
-        if self.detail is not None:
-            return self.detail
-        if self.error is None:
-            return None
-        if self.outcome == "skipped":
-            return f"not attempted: an earlier call stopped the run ({self.error.kind})"
-        return str(self.error)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            **({"tenant": self.tenant} if self.tenant else {}),
-            "target": self.target,
-            "id": self.id,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "graphStatus": self.graph_status,
-            "requestId": self.request_id,
-            "clientRequestId": self.client_request_id,
-            "errorCode": self.error_code,
-            "graphErrorCode": self.graph_error_code,
-            "message": self.message,
-            "durationMs": self.duration_ms,
-            "coalesced": self.coalesced,
-            "nextAllowedAt": self.next_allowed,
-        }
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    targets: tuple[str, ...]
-    sync_type: str | None
-    results: tuple[ObjectResult, ...]
-    duration_ms: int
-    # What Graph said of each whole target the run read, by tenant, for the expiry watch to reuse.
-    read: Mapping[str | None, Mapping[str, tuple[SyncObject, ...]]] = field(default_factory=dict, compare=False)
-    tenants: tuple[str | None, ...] = tenancy.HOME
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for r in self.results if r.outcome == outcome)
-
-    @property
-    def ok(self) -> bool:
-        """Nothing failed: every object was accepted, or deliberately skipped."""
-        return all(r.outcome != "failed" and r.error is None for r in self.results)
-
-    def remedies(self, lister: str = LISTER) -> list[str]:
-        """What to do, once per kind of problem, for every object that failed or was not attempted."""
-        found = (r.error.remedy(TARGETS[r.target], lister, r.tenant) for r in self.results if r.error is not None)
-        return sorted({text for text in found if text})
-
-    def failures(self) -> list[str]:
-        """The targets whose objects could not even be read, with why."""
-        return [r.message for r in self.results if r.id is None and r.outcome == "failed" and r.message]
-
-    def __str__(self) -> str:
-        """The one-line summary, formatted only when a log line is actually written."""
-        return self.summary()
-
-    def summary(self) -> str:
-        names = ", ".join(f"{t} ({self.sync_type})" if TARGETS[t].takes_sync_type else t for t in self.targets)
-        if self.tenants != tenancy.HOME:
-            names += f" in {len(self.tenants)} tenant{'s' if len(self.tenants) != 1 else ''}"
-        return (
-            f"Sync of {names}: {self.count('accepted')} accepted, {self.count('failed')} failed, "
-            f"{self.count('skipped')} skipped in {self.duration_ms} ms"
-        )
-
-
-class TargetState(NamedTuple):
-    """A target's objects as the tenant has them now; configured ids it does not have; or why it could not be read."""
-
-    target: str
-    objects: Sequence[SyncObject] = ()
-    missing: tuple[str, ...] = ()
-    error: SyncAppError | None = None
-    tenant: str | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        target = TARGETS[self.target]
-        body: dict[str, object] = {
-            "version": target.version,
-            "permission": target.permission,
-            **target.summary(self.objects),
-        }
-        if target.ids_setting:
-            body["missing"] = list(self.missing)
-        if self.error is not None:
-            body["error"] = {"code": self.error.kind, "message": str(self.error)}
-        return body
-
-
-def target_states(
-    settings: Settings,
-    targets: Sequence[str] | None = None,
-    requested: Sequence[str] | None = None,
-    tenant: str | None = None,
-    deadline: Deadline | None = None,
-) -> list[TargetState]:
-    """Each target's objects in ``tenant``, read from Graph (one listing or one GET each); ``requested`` narrows a
-    single target to these ids, which must exist. A target that cannot be read is reported with its error."""
-    graph = client_for(settings.graph, tenant)
-    deadline = deadline or Deadline(settings.graph.time_budget)
-    states = []
-    for name in targets or settings.targets:
-        target = TARGETS[name]
-        configured = settings.ids_for(name)
-        try:
-            objects = contained(
-                log,
-                f"reading {name}" + (f" in tenant {tenant}" if tenant else ""),
-                partial(resolve_objects, graph, settings, target, requested or None, deadline, read_configured=True),
-            )
-        except (GraphError, IdentityUnavailable, InternalError) as exc:
-            states.append(TargetState(name, error=exc, tenant=tenant))
-            continue
-        found = {o.id for o in objects}
-        states.append(TargetState(name, objects, tuple(i for i in configured if i not in found), tenant=tenant))
-    return states
-
-
-class TenantReport(NamedTuple):
-    """What ``GET /api/sync`` and ``status`` show of one tenant: each target's state, and the expiry watch."""
-
-    tenant: str | None
-    states: list[TargetState]
-    expiry: WatchReport | None
-
-    def as_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"targets": {state.target: state.as_dict() for state in self.states}}
-        if self.expiry is not None:
-            body["expiry"] = self.expiry.as_dict()
-        return body
-
-
-def tenant_reports(
-    settings: Settings,
-    tenants: Sequence[str | None],
-    targets: Sequence[str] | None = None,
-    requested: Sequence[str] | None = None,
-    *,
-    watch: bool = True,
-) -> list[TenantReport]:
-    """Each tenant's targets (see ``target_states``) and, with ``watch`` and EXPIRY_WARNING_DAYS, its expiry watch,
-    all inside one time budget: an HTTP answer must come within 230 s, however many tenants there are. What the
-    budget did not leave time to read is in the report as not read, with its error."""
-    deadline = Deadline(settings.graph.time_budget)
-
-    def report(tenant: str | None) -> TenantReport:
-        states = target_states(settings, targets, requested, tenant, deadline)
-        expiry = expiry_watch(settings, states, tenant, deadline) if watch and settings.expiry_warning_days else None
-        return TenantReport(tenant, states, expiry)
-
-    return tenancy.for_each(settings, tenants, report)
-
-
-def expiry_watch(
-    settings: Settings, states: Sequence[TargetState], tenant: str | None = None, deadline: Deadline | None = None
-) -> WatchReport:
-    """The expiry watch over what ``target_states`` already read; the other watched resources are read once."""
-    from shared import watch  # noqa: PLC0415 - not on the webhook's POST path, whose every cold start it would slow
-
-    read = {state.target: state.objects for state in states if state.error is None and not state.missing}
-    return watch.check(
-        client_for(settings.graph, tenant),
-        settings.expiry_warning_days,
-        deadline or Deadline(settings.graph.time_budget),
-        read,
-    )
 
 
 def resolve_objects(

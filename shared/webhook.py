@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from shared import legacy, run, signatures
+from shared import legacy, run, signatures, status
 from shared import tenants as tenancy
 from shared.errors import (
     ConfigurationError,
@@ -28,6 +28,7 @@ from shared.errors import (
     json_type,
 )
 from shared.process import PROCESS
+from shared.records import OUTCOMES
 from shared.redaction import redact
 from shared.settings import Settings, load_settings
 from shared.targets import SYNC_TYPES, TARGETS, Target
@@ -259,7 +260,7 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
     body: dict[str, Any] = {"syncType": report.sync_type} if report.sync_type else {}
     if settings.tenants:
         body["tenants"] = list(report.tenants)
-    body["summary"] = {outcome: report.count(outcome) for outcome in run.OUTCOMES}
+    body["summary"] = {outcome: report.count(outcome) for outcome in OUTCOMES}
     body["results"] = results
     legacy.sync_answer(body, report.targets, results)
     body["ignoredFields"] = list(request.ignored_fields)
@@ -281,7 +282,7 @@ def _state(
     settings: Settings, target: str | None, requested: tuple[str, ...] | None, tenants: tuple[str | None, ...]
 ) -> WebhookAnswer:
     """Each target's objects and their state, per tenant with TENANT_IDS: read-only."""
-    reports = run.tenant_reports(settings, tenants, (target,) if target else None, requested, watch=target is None)
+    reports = status.tenant_reports(settings, tenants, (target,) if target else None, requested, watch=target is None)
     states = [state for report in reports for state in report.states]
     body: dict[str, Any] = {}
     if settings.tenants:
