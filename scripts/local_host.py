@@ -37,33 +37,14 @@ sys.path.insert(0, str(ROOT))
 
 from shared.settings import SETTING_NAMES  # noqa: E402
 from tests.emulator import (  # noqa: E402
-    CONFIG_READ_WRITE_ROLE,
     CUSTOMER_TENANT_IDS,
-    MANAGED_READ_ROLE,
-    PRIVILEGED_ROLE,
-    READ_WRITE_ROLE,
-    VPP_IDS,
-    DeviceFleet,
     Emulator,
     Received,
-    apns_certificate,
-    connector,
     emulator_settings,
-    sample_connectors,
-    vpp_token,
 )
+from tests.emulator.demo import demo_calls, demo_emulator, demo_settings  # noqa: E402
 from tests.functions_host.frontend import FrontEnd  # noqa: E402
 from tests.functions_host.host import FunctionsHost, Invocation  # noqa: E402
-
-# What the demo syncs unless the shell sets SYNC_TARGETS: the targets of the Apple and Windows syncs the demo's
-# tenant uses. The emulator serves every target (SYNC_TARGETS=managedDevices make demo tries the devices).
-DEMO_TARGETS = "exchangeConnectors,vppTokens,depOnboardingSettings,windowsAutopilotSettings"
-# The demo identity holds every permission a target needs, so whichever targets the shell enables can sync.
-DEMO_ROLES = (READ_WRITE_ROLE, CONFIG_READ_WRITE_ROLE, MANAGED_READ_ROLE, PRIVILEGED_ROLE)
-# What the README promises of the demo's push certificate.
-DEMO_CERTIFICATE_DAYS = 12
-# The demo's devices live in a write window scaled from Intune's 20 s to 2 s, and the app is told the same.
-DEVICE_TIME_SCALE = 0.1
 
 
 class Reporter:
@@ -135,46 +116,10 @@ def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) 
 
 
 def run_once(port: int, tenants: int, targets: tuple[str, ...]) -> None:
-    """The timer, then the webhook: the demo's own calls where their targets are enabled, else every target."""
+    """The timer, then the webhook: the demo's own calls (tests/emulator/demo.py)."""
     call(port, "POST", "/admin/functions/sync_timer", {"input": ""})
-    if tenants:
-        second = CUSTOMER_TENANT_IDS[1]
-        call(port, "POST", "/api/sync", {"tenants": [second]})
-        call(port, "GET", f"/api/sync?tenant={second}")
-        return
-    if "exchangeConnectors" in targets:
-        call(port, "POST", "/api/sync", {"syncType": "fullSync", "connectorIds": [sample_connectors()[0]["id"]]})
-    else:
-        call(port, "POST", "/api/sync")
-    if "vppTokens" in targets:
-        call(port, "POST", "/api/sync/vppTokens", {"ids": [VPP_IDS[1]]})
-        call(port, "GET", "/api/sync/vppTokens")
-    else:
-        call(port, "GET", "/api/sync")
-
-
-def demo_emulator(tenants: int) -> Emulator:
-    """The demo's tenant: three connectors, one VPP token expired (a target's own rule at work: it is skipped,
-    not failed) and a push certificate close to its end (so the expiry watch has something to say). With
-    ``tenants``, as many customer tenants hold those objects instead, reached through the Entra stand-in."""
-    extra = connector("3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e03", server_name="EXCH03")
-    tokens = [vpp_token(VPP_IDS[0], state="expired", expires_in_days=-3), vpp_token(VPP_IDS[1])]
-    # Half a day more, so that "12 days left" holds for the whole of the demo's run (days left count down).
-    certificate = apns_certificate(expires_in_days=DEMO_CERTIFICATE_DAYS + 0.5)
-    watched = {"vppTokens": tokens, "applePushNotificationCertificate": [certificate]}
-    if not tenants:
-        return Emulator(
-            [*sample_connectors(), extra], objects=watched, page_size=2, devices=demo_devices(), roles=DEMO_ROLES
-        )
-    emulator = Emulator(entra=True)
-    for tenant in CUSTOMER_TENANT_IDS[:tenants]:
-        emulator.add_tenant(tenant, objects=watched, devices=demo_devices(), roles=DEMO_ROLES)
-    return emulator
-
-
-def demo_devices() -> DeviceFleet:
-    """300 managed devices, about 225 of them not synced for a day: more than one run syncs (100 at the most)."""
-    return DeviceFleet(300, time_scale=DEVICE_TIME_SCALE)
+    for method, path, body in demo_calls(tenants, targets):
+        call(port, method, path, body)
 
 
 def app_settings(emulator: Emulator) -> dict[str, str]:
@@ -183,7 +128,7 @@ def app_settings(emulator: Emulator) -> dict[str, str]:
     shell.pop("GRAPH_ENDPOINT", None)  # these point at the emulator, or nothing would reach it
     shell.pop("IDENTITY_ENDPOINT", None)
     shell.pop("IDENTITY_HEADER", None)
-    demo = {"SYNC_TARGETS": DEMO_TARGETS, "DEVICE_SYNC_WINDOW_SECONDS": f"{20 * DEVICE_TIME_SCALE:g}"}
+    demo = demo_settings()
     return {**emulator_settings(emulator), **demo, **shell}
 
 
@@ -268,7 +213,8 @@ def main() -> int:
         print(f"Serving http://localhost:{args.port}/api/sync (fire the timer: POST /admin/functions/sync_timer)")
         if args.once:
             threading.Thread(target=server.serve_forever, daemon=True).start()
-            run_once(args.port, args.tenants, tuple(settings.get("SYNC_TARGETS", DEMO_TARGETS).split(",")))
+            targets = settings.get("SYNC_TARGETS", demo_settings()["SYNC_TARGETS"])
+            run_once(args.port, args.tenants, tuple(targets.split(",")))
             server.shutdown()
             if reporter.failed:
                 print(f"\n{reporter.failed} of the demo's calls failed: see above.", file=sys.stderr)

@@ -112,7 +112,7 @@ def test_the_prerequisites_ask_for_no_exchange_connector() -> None:
 
 
 def test_the_demo_certificate_the_readme_describes_is_the_demos() -> None:
-    script = (ROOT / "scripts" / "local_host.py").read_text()
+    script = (ROOT / "tests" / "emulator" / "demo.py").read_text()
     promised = re.search(r"a push certificate that expires in (\d+) days", README)
 
     assert promised is not None
