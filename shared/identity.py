@@ -58,7 +58,7 @@ class HeldToken:
             held = self._held = fetch()
             return held.token
         if not self._lock.acquire(timeout=wait):
-            raise OutOfTime("the run's time budget ran out waiting for the managed identity's assertion")
+            raise OutOfTime("the run's time budget ran out waiting for a token another invocation is fetching")
         try:
             held = self._held
             if held is None or _due(held):

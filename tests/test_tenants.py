@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from shared.cli import main as cli_main
+from shared.clients import Clients
 from shared.errors import SyncFailed
 from shared.federation import exchange_audience
 from shared.process import PROCESS
@@ -125,6 +126,17 @@ def test_tokens_are_kept_across_invocations(tenants: Emulator) -> None:
 
     assert token_requests(tenants) == {T1: 1, T2: 1}
     assert len(tenants.calls("identity")) == 1
+
+
+def test_a_process_keeps_only_the_most_recently_used_tenants_clients(tenants: Emulator) -> None:
+    held = PROCESS.held("graph clients", lambda: Clients(most=1))
+
+    for tenant in (T1, T1, T2, T1):
+        assert call_webhook(params={"tenant": tenant}).status == 202
+
+    assert token_requests(tenants) == {T1: 2, T2: 1}  # T1's client was forgotten for T2's, then built again
+    assert len(held) == 1
+    assert len(tenants.calls("identity")) == 1  # the assertion outlives the clients it served
 
 
 def test_tenants_starting_together_ask_the_identity_once(monkeypatch: pytest.MonkeyPatch) -> None:
