@@ -98,7 +98,8 @@ def syncing(count: int) -> dict[str, float]:
         progress(f"syncing {count} stale devices under the emulated write limit")
         started = time.perf_counter()
         child(
-            "from shared import run\nrun.scheduled_sync(past_due=False)\nprint('{}')",
+            "from shared import run\nfrom shared.settings import load_settings\n"
+            "run.scheduled_sync(load_settings())\nprint('{}')",
             emu,
             SYNC_TARGETS="managedDevices",
             DEVICE_SYNC_MAX_PER_RUN=str(count),

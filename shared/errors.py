@@ -52,6 +52,12 @@ class SyncAppError(Exception):
     retry_after: int | None = None  # seconds to wait before trying again, where waiting helps
 
     @property
+    def transient(self) -> bool:
+        """Trying again later may succeed with nothing changed (a wait helps): a queued tenant's invocation fails, so
+        that the host retries it. Otherwise someone must act first, and a retry would fail the same way."""
+        return self.http_status == 503
+
+    @property
     def kind(self) -> str:
         """A stable name for callers of the webhook to branch on, such as ``graphForbidden``."""
         name = type(self).__name__
@@ -143,6 +149,10 @@ class GraphError(SyncAppError):
         self.request_id = request_id
         self.client_request_id = client_request_id
 
+    @property
+    def transient(self) -> bool:
+        return super().transient or (self.status or 0) >= 500
+
 
 class GraphUnauthorized(GraphError):
     """401: the token was refused (wrong audience, expired, or for another cloud)."""
@@ -203,6 +213,10 @@ class GraphThrottled(GraphError):
 
 class GraphUnreachable(GraphError):
     """No answer from Graph: connection failures or timeouts that outlasted the retries."""
+
+    @property
+    def transient(self) -> bool:
+        return True
 
 
 class GraphProtocolError(GraphError):

@@ -173,28 +173,53 @@ def _run_tenant(
     return results, read
 
 
-def scheduled_sync(*, past_due: bool) -> SyncReport:
-    """The timer's run: every target in ``SYNC_TARGETS``, in every tenant; raises :class:`SyncFailed` after trying
-    them all."""
+def on_schedule(*, past_due: bool) -> list[str]:
+    """The timer's invocation. With TENANT_IDS it only dispatches: the settings are checked (a wrong one fails it,
+    naming the setting), and the queue messages returned, one per tenant, asking nothing of the identity, Entra or
+    Graph. Without, it syncs inline (:func:`scheduled_sync`) and returns none."""
     PROCESS.start()
     if past_due:
         log.warning("The sync timer is past due: the previous run was missed or overran (host restart, scale-in)")
     settings = load_settings()
-    deadline = Deadline(settings.graph.time_budget)  # one budget for the syncs and the watch together
-    report = run_sync(settings, deadline=deadline)
+    if not settings.tenants:
+        scheduled_sync(settings)
+        return []
+    from shared import dispatch  # noqa: PLC0415 - only with TENANT_IDS
+
+    queued = dispatch.dispatch(settings.tenants)
+    log.info("Queued %d tenants on %s (run %s)", len(queued.messages), dispatch.QUEUE, queued.run_id)
+    return queued.messages
+
+
+def scheduled_sync(settings: Settings) -> SyncReport:
+    """The timer's inline run: every target in ``SYNC_TARGETS``, in every tenant, and the expiry watch; raises
+    :class:`SyncFailed` after trying them all."""
+    report = sync_and_watch(settings)
+    if not report.ok:
+        raise SyncFailed(" ".join([report.summary(), *report.failures(), *report.remedies()]))
+    return report
+
+
+def sync_and_watch(
+    settings: Settings,
+    tenants: Sequence[str | None] | None = None,
+    targets: Sequence[str] | None = None,
+    sync_type: str | None = None,
+) -> SyncReport:
+    """A cycle over ``tenants`` (default: every one) inside one time budget: the ``targets`` (default: every enabled
+    one) and, when all of them ran, the expiry watch. The watch never fails a run: that is kept for failed syncs."""
+    deadline = Deadline(settings.graph.time_budget)
+    report = run_sync(settings, targets, sync_type=sync_type, deadline=deadline, tenants=tenants)
     log.info("%s", report)
-    if settings.expiry_warning_days:
+    if targets is None and settings.expiry_warning_days:
         from shared import watch  # noqa: PLC0415 - as in expiry_watch
 
-        # The watch never fails the invocation: that is kept for failed syncs.
         def check(tenant: str | None) -> None:
             graph = client_for(settings.graph, tenant)
             found = watch.check(graph, settings.expiry_warning_days, deadline, report.read.get(tenant), tenant)
             watch.log_findings(found)
 
         tenancy.for_each(settings, report.tenants, check)
-    if not report.ok:
-        raise SyncFailed(" ".join([report.summary(), *report.failures(), *report.remedies()]))
     return report
 
 

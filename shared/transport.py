@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -23,8 +25,10 @@ from typing import Any
 import requests
 from azure.core.pipeline.transport import RequestsTransport
 from requests.adapters import HTTPAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.ssl_ import create_urllib3_context
 
 from shared.errors import OutOfTime
 
@@ -207,8 +211,36 @@ class _CappedBody:
             raise AnswerTooLarge(f"the answer is larger than {self._limit // (1024 * 1024)} MiB; not read further")
 
 
+@functools.cache
+def _trusting(bundle: str) -> ssl.SSLContext:
+    """One TLS context per CA bundle for the whole process. Left to itself, urllib3 builds a context and parses the
+    bundle again for every connection (about 1 MiB each for certifi's): a process serving many tenants, each with
+    its own pools, would grow with every tenant."""
+    context = create_urllib3_context()
+    if os.path.isdir(bundle):
+        context.load_verify_locations(capath=bundle)
+    else:
+        context.load_verify_locations(cafile=bundle)
+    return context
+
+
 class _WatchedAdapter(HTTPAdapter):
-    """requests' adapter, on connections that join the thread's :class:`Exchange` and with capped answers."""
+    """requests' adapter, on connections that join the thread's :class:`Exchange`, with capped answers, and sharing
+    the process's TLS context for their CA bundle."""
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
+        if verify is not False and host["scheme"] == "https":
+            bundle = pool.pop("ca_certs", None) or pool.pop("ca_cert_dir", None) or DEFAULT_CA_BUNDLE_PATH
+            pool["ssl_context"] = _trusting(bundle)
+        return host, pool
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)
+        if verify is not False:  # the pool's shared context holds the bundle already: not loaded again per connection
+            conn.ca_certs = conn.ca_cert_dir = None
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)

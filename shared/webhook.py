@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_REQUESTED_IDS = 100
+# A webhook that names its tenants runs them at once, inside one HTTP answer; more are queued (name none).
+MAX_NAMED_TENANTS = 10
 RECOGNISED_FIELDS = ("ids", "tenants", *legacy.FIELDS)
 
 
@@ -45,6 +47,7 @@ class WebhookAnswer(NamedTuple):
     status: int
     body: dict[str, Any]
     headers: Mapping[str, str] = MappingProxyType({})
+    messages: tuple[str, ...] = ()  # for the sync-tenants queue (shared.dispatch)
 
     def json(self) -> str:
         """Compact, as Graph answers: the C encoder writes it, where ``indent`` would take the slower Python one.
@@ -58,6 +61,7 @@ class SyncRequest(NamedTuple):
     sync_type: str | None
     ignored_fields: tuple[str, ...]
     tenants: tuple[str | None, ...] = tenancy.HOME
+    queued: bool = False  # with TENANT_IDS and no tenant named: one queue message per tenant, not a run here
 
 
 def handle(
@@ -128,14 +132,23 @@ def parse_sync_request(
             raise InvalidRequest("ids", "name the target in the route: POST /api/sync/{target} with ids")
         ids = _legacy_ids(payload, params)
         tenants = _tenants(settings, payload, params, ids)
+        queued = _queued(settings, payload, params, ids)
         if ids is None and sync_type is None:
-            return SyncRequest(None, None, None, ignored, tenants)
-        return SyncRequest((enabled_target(settings, legacy.TARGET).name,), ids, sync_type, ignored, tenants)
+            return SyncRequest(None, None, None, ignored, tenants, queued)
+        return SyncRequest((enabled_target(settings, legacy.TARGET).name,), ids, sync_type, ignored, tenants, queued)
     if sync_type is not None and not routed.takes_sync_type:
         taking = ", ".join(name for name, target in TARGETS.items() if target.takes_sync_type)
         raise InvalidRequest("syncType", f"is accepted for {taking} only, not {routed.name}")
     ids = _ids(routed, payload, params)
-    return SyncRequest((routed.name,), ids, sync_type, ignored, _tenants(settings, payload, params, ids))
+    tenants = _tenants(settings, payload, params, ids)
+    return SyncRequest((routed.name,), ids, sync_type, ignored, tenants, _queued(settings, payload, params, ids))
+
+
+def _queued(
+    settings: Settings, payload: dict[str, Any], params: Mapping[str, str], ids: tuple[str, ...] | None
+) -> bool:
+    """Every tenant of TENANT_IDS, none named: queued, one invocation each, as the timer does."""
+    return bool(settings.tenants) and ids is None and "tenants" not in payload and "tenant" not in params
 
 
 def _tenants(
@@ -147,6 +160,12 @@ def _tenants(
         raise InvalidRequest("tenants", f"must be a non-empty array of tenant ids, not {_shown(from_body)}")
     raw_query = params.get("tenant")
     from_query = None if raw_query is None else [part.strip() for part in raw_query.split(",")]
+    if max(len(from_body or ()), len(from_query or ())) > MAX_NAMED_TENANTS:
+        raise InvalidRequest(
+            "tenants",
+            f"names more than {MAX_NAMED_TENANTS} tenants, which one answer cannot wait for: name none, and every "
+            "tenant is queued (one invocation each; README, 'Many tenants')",
+        )
     chosen = tenancy.selected(settings, from_body, "tenants") if from_body is not None else None
     if from_query is not None:
         asked = tenancy.selected(settings, from_query, "tenant")
@@ -253,6 +272,8 @@ def _validated_ids(field_name: str, values: list[object]) -> tuple[str, ...]:
 
 
 def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
+    if request.queued:
+        return _queue(settings, request)
     report = run.run_sync(
         settings, request.targets, ids=request.ids, sync_type=request.sync_type, tenants=request.tenants
     )
@@ -276,6 +297,20 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
         return WebhookAnswer(202, body)
     worst = _worst([r for r in report.results if r.error is not None])
     return _error_answer(worst.error, body, TARGETS[worst.target], logged=True, tenant=worst.tenant)
+
+
+def _queue(settings: Settings, request: SyncRequest) -> WebhookAnswer:
+    from shared import dispatch  # noqa: PLC0415 - only with TENANT_IDS
+
+    queued = dispatch.dispatch(settings.tenants, targets=request.targets, sync_type=request.sync_type)
+    log.info("Queued %d tenants on %s (run %s, webhook)", len(queued.messages), dispatch.QUEUE, queued.run_id)
+    body = {
+        "queued": len(queued.messages),
+        "runId": queued.run_id,
+        "queue": dispatch.QUEUE,
+        "ignoredFields": list(request.ignored_fields),
+    }
+    return WebhookAnswer(202, body, messages=tuple(queued.messages))
 
 
 def _state(

@@ -10,16 +10,31 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
 import sync_http
+import sync_tenant
 import sync_timer
 from shared.process import PROCESS
 from shared.settings import SETTING_NAMES
-from tests.emulator import Emulator, free_port
+from tests.emulator import Emulator, emulator_settings, free_port
 
 # Everything the app reads, plus what the platform sets, so no value from this machine leaks into a test.
 APP_SETTINGS = (*SETTING_NAMES, "SYNC_SCHEDULE", "IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET")
+
+
+class QueueOut(func.Out[list[str]]):
+    """What the host hands a function for its queue output binding: what is set is what the host would put."""
+
+    def __init__(self) -> None:
+        self.value: list[str] = []
+
+    def set(self, val: list[str]) -> None:
+        self.value = val
+
+    def get(self) -> list[str]:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -28,6 +43,7 @@ class Answer:
     headers: dict[str, str]
     mimetype: str
     text: str
+    queued: tuple[str, ...] = ()  # the messages for the sync-tenants queue
 
     @property
     def json(self) -> Any:
@@ -63,6 +79,21 @@ def app_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     return emulator
 
 
+def use(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, **extra: str) -> Emulator:
+    """The app's environment in Azure, pointed at the emulator and its customer tenants."""
+    for name in (*APP_SETTINGS, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {
+        **emulator_settings(emulator),
+        "GRAPH_RETRY_BACKOFF_SECONDS": "0.01",
+        "GRAPH_TIMEOUT_SECONDS": "2",
+        "EXPIRY_WARNING_DAYS": "0",
+        **extra,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return emulator
+
+
 def call_webhook(
     method: str = "POST",
     body: bytes | str | dict[str, Any] | None = None,
@@ -84,12 +115,24 @@ def call_webhook(
         body=body or b"",
         route_params={"target": target} if target else {},
     )
-    response = sync_http.main(request)
-    return Answer(response.status_code, dict(response.headers), response.mimetype, response.get_body().decode())
+    queue = QueueOut()
+    response = sync_http.main(request, queue)
+    body = response.get_body().decode()
+    return Answer(response.status_code, dict(response.headers), response.mimetype, body, tuple(queue.get()))
 
 
-def fire_timer(past_due: bool = False) -> None:
-    sync_timer.main(TimerRequest(past_due=past_due))
+def fire_timer(past_due: bool = False) -> list[str]:
+    """The timer's invocation; what it put on the sync-tenants queue."""
+    queue = QueueOut()
+    sync_timer.main(TimerRequest(past_due=past_due), queue)
+    return queue.get()
+
+
+def deliver(message: str | bytes, dequeue_count: int = 1) -> None:
+    """``sync_tenant``'s invocation for one sync-tenants message, as the host hands it over on its try
+    ``dequeue_count``; it raises where the invocation fails (and the host would retry)."""
+    body = message.encode() if isinstance(message, str) else message
+    sync_tenant.main(QueueMessage(id="message-1", body=body, dequeue_count=dequeue_count))
 
 
 def closed_port_url() -> str:

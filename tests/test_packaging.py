@@ -14,9 +14,17 @@ from pathlib import Path
 import pytest
 
 from scripts.package import app_folders, build
+from shared import dispatch
 
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("sync_timer", "sync_http")
+FUNCTIONS = ("sync_timer", "sync_http", "sync_tenant")
+QUEUE_OUTPUT = {
+    "name": "tenantqueue",
+    "type": "queue",
+    "direction": "out",
+    "queueName": "sync-tenants",
+    "connection": "AzureWebJobsStorage",
+}
 # Every setting the code reads, less the two the platform sets, plus the timer's schedule (read by the host).
 
 
@@ -25,18 +33,18 @@ def function_json(name: str) -> dict:
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_every_input_binding_is_a_parameter_of_main(name: str) -> None:
+def test_every_binding_is_a_parameter_of_main(name: str) -> None:
     bindings = function_json(name)["bindings"]
     parameters = set(inspect.signature(importlib.import_module(name).main).parameters)
 
-    names = {b["name"] for b in bindings if b["direction"] == "in"}
+    names = {b["name"] for b in bindings if b["name"] != "$return"}
     assert names == parameters
     assert all("_" not in n for n in names)
     assert function_json(name)["scriptFile"] == "__init__.py"
 
 
 def test_webhook_needs_a_function_key_and_lives_at_api_sync() -> None:
-    trigger, output = function_json("sync_http")["bindings"]
+    trigger, output, queue = function_json("sync_http")["bindings"]
 
     assert trigger == {
         "authLevel": "function",
@@ -47,10 +55,24 @@ def test_webhook_needs_a_function_key_and_lives_at_api_sync() -> None:
         "route": "sync/{target?}",
     }
     assert output == {"type": "http", "direction": "out", "name": "$return"}
+    assert queue == QUEUE_OUTPUT
+
+
+def test_the_timer_and_the_webhook_queue_tenants_on_sync_tenants_which_sync_tenant_reads() -> None:
+    assert function_json("sync_timer")["bindings"][1] == QUEUE_OUTPUT
+    assert function_json("sync_tenant")["bindings"] == [
+        {
+            "name": "msg",
+            "type": "queueTrigger",
+            "direction": "in",
+            "queueName": "sync-tenants",
+            "connection": "AzureWebJobsStorage",
+        }
+    ]
 
 
 def test_timer_runs_on_the_sync_schedule_setting_and_not_at_start_up() -> None:
-    (trigger,) = function_json("sync_timer")["bindings"]
+    trigger, _ = function_json("sync_timer")["bindings"]
 
     assert trigger["type"] == "timerTrigger"
     assert trigger["name"] == "mytimer"
@@ -58,12 +80,22 @@ def test_timer_runs_on_the_sync_schedule_setting_and_not_at_start_up() -> None:
     assert trigger["runOnStartup"] is False
 
 
-def test_host_json_is_version_2_with_a_timeout_and_no_extension_bundle() -> None:
+def test_host_json_is_version_2_with_a_timeout_and_the_bundle_that_brings_storage_queues() -> None:
     host = json.loads((ROOT / "host.json").read_text())
 
     assert host["version"] == "2.0"
     assert host["functionTimeout"] == "00:05:00"
-    assert "extensionBundle" not in host
+    # Timers and HTTP are built into the host; the Storage queue trigger and output binding come in the bundle.
+    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
+
+
+def test_host_json_retries_a_failed_tenant_with_a_back_off_then_poisons_it() -> None:
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+
+    assert queues["maxDequeueCount"] == dispatch.MAX_DEQUEUE_COUNT  # sync_tenant's "last try" line counts on it
+    assert queues["visibilityTimeout"] == "00:02:00"  # 5 tries in 10 minutes: inside one 15-minute cycle
+    assert queues["batchSize"] == 16
+    assert queues["messageEncoding"] == "base64"
 
 
 def test_requirements_are_exactly_the_three_runtime_packages() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from shared import run
 from shared.errors import ConfigurationError, SyncFailed
-from shared.settings import parse_settings
+from shared.settings import load_settings, parse_settings
 from shared.targets import TARGETS
 from tests.conftest import call_webhook, fire_timer
 from tests.emulator import (
@@ -177,7 +177,7 @@ def test_timer_stays_green_when_objects_are_skipped(every_target: Emulator) -> N
     every_target.objects["vppTokens"][VPP_IDS[0]] = vpp_token(VPP_IDS[0], state="expired")
     every_target.objects["windowsAutopilotSettings"] = {"a": autopilot_settings(sync_status="inProgress")}
 
-    report = run.scheduled_sync(past_due=False)  # what sync_timer runs; it raises when the invocation must fail
+    report = run.scheduled_sync(load_settings())  # what sync_timer runs; it raises when the invocation must fail
 
     assert report.count("skipped") == 2
     assert report.count("failed") == 0
@@ -345,7 +345,7 @@ def test_far_future_trigger_dates_are_too_soon_and_every_other_object_still_sync
         ("windowsAutopilotSettings", "tooSoon", "9999-12-31T23:59:59+00:00"),
     }
     assert answer.json["summary"] == {"accepted": 6, "failed": 0, "skipped": 2}
-    run.scheduled_sync(past_due=False)  # the timer does not raise either
+    run.scheduled_sync(load_settings())  # the timer does not raise either
 
 
 @pytest.mark.parametrize("when", FAR_FUTURE)
@@ -422,4 +422,4 @@ def test_an_unexpected_exception_fails_only_its_object_logged_with_its_trace(
     assert answer.json["error"]["code"] == "internalError"
     assert any(r.exc_text and "ValueError: a defect" in r.exc_text for r in caplog.records)
     with pytest.raises(SyncFailed, match="1 failed"):
-        run.scheduled_sync(past_due=False)
+        run.scheduled_sync(load_settings())
