@@ -10,12 +10,12 @@ VENVCHECKOV ?= .venv-checkov
 VENVBENCH ?= .venv-bench
 # The local host's port (make demo / make serve); pick another when 7071 is taken: make demo PORT=7072.
 PORT ?= 7071
-# make demo TENANTS=2: many tenants, through the emulator's Entra stand-in (README, 'Many tenants').
+# make demo TENANTS=3: many tenants, through the emulator's Entra stand-in, on Azurite's queue (README, 'Many tenants').
 TENANTS ?= 0
 BIN := $(VENV)/bin
 BIN313 := $(VENV313)/bin
 
-.PHONY: help venv test lint checkov package demo serve emulator benchmark benchmark-devices benchmark-tenants load-test clean
+.PHONY: help venv azurite test lint checkov package demo serve emulator benchmark benchmark-devices benchmark-tenants load-test clean
 
 help: ## list the targets (this is what plain `make` does)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {name[++n] = $$1; help[n] = $$2; if (length($$1) > w) w = length($$1)} \
@@ -46,6 +46,17 @@ $(BIN313)/.installed: requirements.txt requirements-dev.txt | $(UV)
 
 venv: $(BIN)/.installed ## create .venv with the app's packages, for .venv/bin/python -m shared
 
+# Azurite, the Storage emulator (queues and tables), pinned by tests/azurite/package-lock.json: npm ci installs
+# exactly that tree into tests/azurite/node_modules. The worker-level queue tests and `make demo TENANTS=N` use it.
+AZURITE_DIR := tests/azurite
+AZURITE := $(AZURITE_DIR)/node_modules/.installed
+$(AZURITE): $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "Azurite needs Node.js 18 or later with npm (apt install nodejs npm)"; exit 1; }
+	npm ci --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+azurite: $(AZURITE) ## install Azurite (the Storage emulator) into tests/azurite
+
 # checkov has many pinned dependencies of its own, so it gets its own environment. It pins pycep-parser 0.5.1,
 # which predates Bicep's `extension` keyword (infra/graph-permission.bicep); 0.7.1 reads it.
 $(VENVCHECKOV)/bin/.installed: | $(UV)
@@ -73,7 +84,7 @@ TEST_WORKERS ?= 3
 test: export PYTHONDONTWRITEBYTECODE =
 test: ## what CI runs: lint, checkov, the suite on python3 and on 3.13
 	@$(MAKE) --no-print-directory $(UV)
-	@$(MAKE) --no-print-directory -j2 $(BIN)/.installed $(BIN313)/.installed
+	@$(MAKE) --no-print-directory -j3 $(BIN)/.installed $(BIN313)/.installed $(AZURITE)
 	@$(MAKE) --no-print-directory lint
 	@echo "checkov, and the suite on $$($(BIN)/python -V) and on $$($(BIN313)/python -V), side by side..."
 	@logs=$$(mktemp -d); \
@@ -85,10 +96,10 @@ test: ## what CI runs: lint, checkov, the suite on python3 and on 3.13
 	rm -rf $$logs; \
 	test $$checkov -eq 0 -a $$first -eq 0 -a $$second -eq 0
 
-demo: $(BIN313)/.installed ## the app in the real Functions worker against the emulator, once (PORT=7071, TENANTS=2)
+demo: $(BIN313)/.installed $(AZURITE) ## the app in the real Functions worker against the emulator, once (PORT=7071, TENANTS=3)
 	$(BIN313)/python scripts/local_host.py --once --port $(PORT) --tenants $(TENANTS)
 
-serve: $(BIN313)/.installed ## keep that local host serving on http://localhost:7071 (PORT=...)
+serve: $(BIN313)/.installed $(AZURITE) ## keep that local host serving on http://localhost:7071 (PORT=...)
 	$(BIN313)/python scripts/local_host.py --port $(PORT) --tenants $(TENANTS)
 
 # Not part of `make test`. Each prints its figures and exits 1 when a target is missed; with RECORD=1, a run that
@@ -120,4 +131,4 @@ package: $(BIN313)/.installed ## the deployment package, with the app's bytecode
 	$(BIN313)/python scripts/package.py
 
 clean: ## remove every environment and cache the other targets made
-	rm -rf dist $(VENV) $(VENV313) $(VENVCHECKOV) $(VENVBENCH) $(VENVTOOLS) .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf dist $(VENV) $(VENV313) $(VENVCHECKOV) $(VENVBENCH) $(VENVTOOLS) $(AZURITE_DIR)/node_modules .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -8,8 +8,9 @@ Azure is needed, and prints what Graph received after every call. ``--live`` use
   ``func start``).
 - ``POST http://localhost:7071/admin/functions/sync_timer``: fire the timer now, as the host's admin API does.
 - ``--once``: fire the timer, post one webhook and read the state, then stop (what ``make demo`` runs).
-- ``--tenants 2``: many tenants: the emulator adds its Entra stand-in (HTTPS, a test CA) and two customer tenants,
-  and the app acts in both through the multi-tenant app (``make demo TENANTS=2``).
+- ``--tenants 3``: many tenants: the emulator adds its Entra stand-in (HTTPS, a test CA) and three customer tenants,
+  and Azurite (tests/azurite) is the storage account: the timer puts one ``sync-tenants`` message per tenant, and
+  each is synced by its own ``sync_tenant`` invocation (``make demo TENANTS=3``).
 
 Needs Python 3.13 with ``requirements-dev.txt`` installed (``make serve`` / ``make demo`` take care of it).
 """
@@ -25,6 +26,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +47,11 @@ from tests.emulator import (  # noqa: E402
 from tests.emulator.demo import demo_calls, demo_emulator, demo_settings  # noqa: E402
 from tests.functions_host.frontend import FrontEnd  # noqa: E402
 from tests.functions_host.host import FunctionsHost, Invocation  # noqa: E402
+from tests.functions_host.queues import QueueOptions, Queues  # noqa: E402
+from tests.functions_host.storage import Azurite, AzuriteMissing  # noqa: E402
+
+# How long --once waits for the queued tenants' invocations to end.
+QUEUE_WAIT_SECONDS = 120
 
 
 class Reporter:
@@ -53,10 +60,19 @@ class Reporter:
 
     def __init__(self, emulator: Emulator | None) -> None:
         self.emulator = emulator
-        self.seen = 0
+        self.shown: set[int] = set()  # the emulator's calls already printed, by their place in its record
         self.failed = 0
+        self._lock = threading.Lock()
+
+    def queued(self, invocation: Invocation) -> None:
+        """A queue-triggered invocation, as the host ran it from its message."""
+        self(f"{invocation.function} (from the sync-tenants queue)", invocation, 0)
 
     def __call__(self, what: str, invocation: Invocation | None, status: int) -> None:
+        with self._lock:  # queue-triggered invocations end on the listener's threads
+            self._report(what, invocation, status)
+
+    def _report(self, what: str, invocation: Invocation | None, status: int) -> None:
         if invocation is not None and invocation.http is None:
             ok = invocation.succeeded
             outcome = "succeeded" if ok else f"FAILED: {invocation.error}"
@@ -68,9 +84,19 @@ class Reporter:
         for line in invocation.logs if invocation is not None else ():
             if line.category.startswith(("shared", "azure.identity")):
                 print(f"  log {line.level}: {line.message}")
+        for queue, messages in (invocation.queued if invocation is not None else {}).items():
+            print(f"  Put {len(messages)} messages on the {queue} queue:")
+            for message in messages:
+                print(f"    {message}")
         if self.emulator is not None:
-            received = self.emulator.calls()[self.seen :]
-            self.seen += len(received)
+            tenant = queued_tenant(invocation)
+            calls = self.emulator.calls()
+            received = [
+                call
+                for index, call in enumerate(calls)
+                if index not in self.shown and (tenant is None or tenant_of(call, self.emulator) in (tenant, None))
+            ]
+            self.shown.update(index for index, call in enumerate(calls) if call in received)
             print("  What Graph received:" if received else "  Graph received nothing.")
             for call in received:
                 body = f" {shown_body(call)}" if call.body else ""
@@ -81,6 +107,16 @@ class Reporter:
                     + (f"  (tenant {tenant})" if tenant else "")
                 )
         sys.stdout.flush()
+
+
+def queued_tenant(invocation: Invocation | None) -> str | None:
+    """The tenant a queue-triggered invocation's message named: its calls are the ones shown with it, since the
+    tenants' invocations run side by side."""
+    if invocation is None or invocation.message is None:
+        return None
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(json.loads(invocation.message)["tenant"]).lower()
+    return None
 
 
 def tenant_of(call: Received, emulator: Emulator) -> str | None:
@@ -115,9 +151,14 @@ def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) 
     return status
 
 
-def run_once(port: int, tenants: int, targets: tuple[str, ...]) -> None:
-    """The timer, then the webhook: the demo's own calls (tests/emulator/demo.py)."""
+def run_once(port: int, tenants: int, targets: tuple[str, ...], host: FunctionsHost) -> None:
+    """The timer (with tenants, its queued invocations too), then the webhook: the demo's own calls
+    (tests/emulator/demo.py)."""
     call(port, "POST", "/admin/functions/sync_timer", {"input": ""})
+    if tenants:
+        ends = time.monotonic() + QUEUE_WAIT_SECONDS
+        while (len(host.queue_invocations) < tenants or not host.queues_idle) and time.monotonic() < ends:
+            time.sleep(0.05)
     for method, path, body in demo_calls(tenants, targets):
         call(port, method, path, body)
 
@@ -165,6 +206,27 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def start_emulator(tenants: int, settings: dict[str, str], stop: list[Callable[[], None]]) -> Emulator:
+    """The demo's emulator, its settings added to ``settings`` (under the shell's own)."""
+    emulator = demo_emulator(tenants).start()
+    stop.insert(0, emulator.stop)
+    settings.update(app_settings(emulator))
+    print(f"Emulator for Graph and the managed-identity endpoint: {emulator.url}")
+    print(f"SYNC_TARGETS={settings['SYNC_TARGETS']} (set SYNC_TARGETS in the shell to choose others)")
+    if tenants:
+        print(f"Entra stand-in: {emulator.authority}; tenants: {', '.join(emulator.customers)}")
+    return emulator
+
+
+def storage_account(settings: dict[str, str], stop: list[Callable[[], None]]) -> Queues:
+    """Azurite as the app's storage account (AzureWebJobsStorage), with host.json's queue options."""
+    azurite = Azurite().start()
+    stop.insert(0, azurite.stop)
+    settings["AzureWebJobsStorage"] = azurite.connection_string
+    print(f"Azurite (the storage account, in memory): queues at {azurite.endpoints['Queue']}")
+    return Queues(azurite.connection_string, QueueOptions.from_host_json(ROOT))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -191,30 +253,34 @@ def main() -> int:
 
     emulator = None
     settings = {"SYNC_SCHEDULE": "0 */15 * * * *"}
-    if not args.live:
-        emulator = demo_emulator(args.tenants).start()
-        settings = app_settings(emulator)
-        print(f"Emulator for Graph and the managed-identity endpoint: {emulator.url}")
-        print(f"SYNC_TARGETS={settings['SYNC_TARGETS']} (set SYNC_TARGETS in the shell to choose others)")
-        if args.tenants:
-            print(f"Entra stand-in: {emulator.authority}; tenants: {', '.join(emulator.customers)}")
-    stop: list[Callable[[], None]] = [emulator.stop] if emulator else []
+    stop: list[Callable[[], None]] = []
     try:
-        host = FunctionsHost(ROOT, env=settings)
+        queues = None
+        if args.tenants:
+            try:
+                queues = storage_account(settings, stop)
+            except AzuriteMissing as missing:
+                print(f"{missing}.", file=sys.stderr)
+                return 1
+        if not args.live:
+            emulator = start_emulator(args.tenants, settings, stop)
+        reporter = Reporter(emulator)
+        host = FunctionsHost(ROOT, env=settings, queues=queues, on_queue_invocation=reporter.queued)
         stop.insert(0, host.stop)
         host.start()
         for name, result in host.loaded.items():
             print(f"Loaded {name} in the Python worker: {'ok' if result.succeeded else result.error}")
         if not all(result.succeeded for result in host.loaded.values()):
             return 1
-        reporter = Reporter(emulator)
+        if queues is not None:
+            host.listen()
         server = FrontEnd(host, args.port, reporter).serve()
         stop.insert(0, server.server_close)
         print(f"Serving http://localhost:{args.port}/api/sync (fire the timer: POST /admin/functions/sync_timer)")
         if args.once:
             threading.Thread(target=server.serve_forever, daemon=True).start()
             targets = settings.get("SYNC_TARGETS", demo_settings()["SYNC_TARGETS"])
-            run_once(args.port, args.tenants, tuple(targets.split(",")))
+            run_once(args.port, args.tenants, tuple(targets.split(",")), host)
             server.shutdown()
             if reporter.failed:
                 print(f"\n{reporter.failed} of the demo's calls failed: see above.", file=sys.stderr)

@@ -109,7 +109,7 @@ class SyncReport:
     def summary(self) -> str:
         names = ", ".join(f"{t} ({self.sync_type})" if TARGETS[t].takes_sync_type else t for t in self.targets)
         if self.tenants != tenancy.HOME:
-            names += f" in {len(self.tenants)} tenant{'s' if len(self.tenants) != 1 else ''}"
+            names += f" in tenant {self.tenants[0]}" if len(self.tenants) == 1 else f" in {len(self.tenants)} tenants"
         return (
             f"Sync of {names}: {self.count('accepted')} accepted, {self.count('failed')} failed, "
             f"{self.count('skipped')} skipped in {self.duration_ms} ms"

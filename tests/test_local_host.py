@@ -170,9 +170,9 @@ def test_demo_honours_the_shells_sync_targets() -> None:
     assert "/exchangeConnectors/" not in run.stdout
 
 
-def test_demo_with_tenants_shows_each_graph_requests_tenant() -> None:
+def test_demo_with_tenants_shows_the_timer_dispatching_and_each_tenants_own_invocation() -> None:
     run = subprocess.run(  # noqa: S603 - our own script
-        [sys.executable, SCRIPT, "--once", "--tenants", "2", "--port", str(free_port())],
+        [sys.executable, SCRIPT, "--once", "--tenants", "3", "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=120,
@@ -181,6 +181,8 @@ def test_demo_with_tenants_shows_each_graph_requests_tenant() -> None:
     )
 
     assert run.returncode == 0, run.stdout + run.stderr
+    assert "Put 3 messages on the sync-tenants queue:" in run.stdout
+    assert run.stdout.count("== sync_tenant (from the sync-tenants queue): succeeded") == 3
     graph_lines = [line for line in run.stdout.splitlines() if "GET /v1.0/deviceManagement/exchangeConnectors" in line]
     assert graph_lines
     assert all("(tenant c000000" in line for line in graph_lines)

@@ -34,7 +34,7 @@ from tests.functions_host.frontend import FrontEnd
 from tests.functions_host.host import FunctionsHost
 
 APP_ROOT = Path(__file__).resolve().parent.parent
-APP_FILES = ("host.json", "shared", "sync_http", "sync_timer")
+APP_FILES = ("host.json", "shared", "sync_http", "sync_tenant", "sync_timer")
 URL = "http://localhost:7071/api/sync?code=function-key-secret"
 
 
@@ -59,7 +59,11 @@ def app_copy(tmp_path: Path) -> Path:
 
 
 def test_every_function_loads_in_the_worker(host: FunctionsHost) -> None:
-    assert {name: result.error for name, result in host.loaded.items()} == {"sync_http": None, "sync_timer": None}
+    assert {name: result.error for name, result in host.loaded.items()} == {
+        "sync_http": None,
+        "sync_tenant": None,
+        "sync_timer": None,
+    }
 
 
 def test_binding_renamed_in_function_json_fails_to_load(emulator: Emulator, tmp_path: Path) -> None:
@@ -284,23 +288,29 @@ def test_a_target_route_reaches_the_function_through_the_worker(emulator: Emulat
 
 
 def test_many_tenants_through_the_worker() -> None:
-    """Two tenants through the real worker: the webhook's tenant filter, and a timer run in which one tenant has not
-    consented. Each tenant's lines are filed under the invocation that ran them, though tenants run on threads."""
+    """Two tenants through the real worker: the webhook's tenant filter, and a webhook naming both, one of which has
+    not consented. Each tenant's lines are filed under the invocation that ran them, though tenants run on threads
+    (the queue's own path is tests/test_worker_queue.py)."""
     first, second = CUSTOMER_TENANT_IDS[:2]
     with Emulator(entra=True) as emulator:
         emulator.add_tenant(first)
         emulator.add_tenant(second, consented=False)
         with FunctionsHost(APP_ROOT, env=app_settings(emulator)) as running:
             webhook = running.invoke_http("sync_http", "POST", f"{URL}&tenant={first}")
-            timer = running.invoke_timer("sync_timer")
+            both = json.dumps({"tenants": [first, second]}).encode()
+            named = running.invoke_http("sync_http", "POST", URL, body=both)
         synced = [call.path for call in emulator.calls("sync")]
 
     assert webhook.http is not None
     assert webhook.http.status == 202, webhook.http.json()
     assert {r["tenant"] for r in webhook.http.json()["results"]} == {first}
-    assert not timer.succeeded
-    assert f"{emulator.authority}/{second}/adminconsent?client_id={TENANT_APP_CLIENT_ID}" in (timer.error or "")
-    messages = [line.message for line in timer.logs]
+    assert named.http is not None
+    assert named.http.status == 502
+    assert (
+        named.http.json()["error"]["consentUrl"]
+        == f"{emulator.authority}/{second}/adminconsent?client_id={TENANT_APP_CLIENT_ID}"
+    )
+    messages = [line.message for line in named.logs]
     assert any(m.startswith(f"tenant={first} target=exchangeConnectors") and "outcome=accepted" in m for m in messages)
     assert any(m.startswith(f"tenant={second} target=exchangeConnectors") and "outcome=failed" in m for m in messages)
     assert len(synced) == 2 and all(first[:8] in path for path in synced)

@@ -5,6 +5,9 @@ way the host does, loads every function folder from its ``function.json`` as the
 HTTP and timer invocations. What the worker answers (load results, invocation results, ``RpcLog``s) is
 kept for the caller to assert on.
 
+With :class:`~tests.functions_host.queues.Queues` (Azurite), it also writes what queue output bindings return and,
+once :meth:`FunctionsHost.listen` is called, runs queue triggers as the host's queue extension does.
+
 Protocol: https://github.com/Azure/azure-functions-language-worker-protobuf
 """
 
@@ -17,17 +20,22 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import grpc
 
 from tests.functions_host.worker import load_protos
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueMessage
+
+    from tests.functions_host.queues import QueueListener, Queues
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 MAX_MESSAGE_LENGTH = 2**31 - 1
@@ -56,6 +64,7 @@ class LoadResult:
     trigger: dict[str, Any]
     succeeded: bool
     error: str | None
+    bindings: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,16 +84,32 @@ class Invocation:
     error: str | None
     http: HttpAnswer | None
     logs: list[LogLine]
+    function: str = ""
+    queued: dict[str, list[str]] = field(default_factory=dict)  # what its queue output bindings put, by queue
+    message: bytes | None = None  # a queue trigger's message, as the function received it
 
 
 class FunctionsHost:
     """One app folder served by one real worker process."""
 
-    def __init__(self, app_root: Path, *, env: Mapping[str, str] | None = None, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        app_root: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        python: str = sys.executable,
+        queues: Queues | None = None,
+        on_queue_invocation: Callable[[Invocation], None] | None = None,
+    ) -> None:
         self.app_root = app_root.resolve()
         self.protos = load_protos()
         self.loaded: dict[str, LoadResult] = {}
         self.logs: list[LogLine] = []
+        self.queues = queues
+        # Every queue-triggered invocation, in the order they ended; and who else is told of each.
+        self.queue_invocations: list[Invocation] = []
+        self._on_queue_invocation = on_queue_invocation
+        self._listeners: list[QueueListener] = []
         self.worker_stderr = ""
         self._env = dict(env or {})
         self._python = python
@@ -160,7 +185,28 @@ class FunctionsHost:
         for folder in sorted(p.parent for p in self.app_root.glob("*/function.json")):
             self.loaded[folder.name] = self._load(folder)
 
+    def listen(self) -> None:
+        """Start polling the queue of every queue-triggered function, as the host does once the app has loaded."""
+        from tests.functions_host.queues import QueueListener  # noqa: PLC0415 - only with Azurite
+
+        if self.queues is None:
+            raise WorkerError("queue triggers need a storage account: FunctionsHost(queues=Queues(...))")
+        for name, loaded in self.loaded.items():
+            if loaded.succeeded and loaded.trigger.get("type") == "queueTrigger":
+                listener = QueueListener(
+                    name, loaded.trigger["queueName"], self.queues, self._run_queued, self._host_log
+                )
+                listener.start()
+                self._listeners.append(listener)
+
+    @property
+    def queues_idle(self) -> bool:
+        """No queue-triggered invocation is running."""
+        return all(listener.idle for listener in self._listeners)
+
     def stop(self) -> None:
+        for listener in self._listeners:
+            listener.stop()
         if self._process is not None and self._process.poll() is None:
             self._send(worker_terminate=self.protos.FunctionRpc_pb2.WorkerTerminate())
             try:
@@ -208,6 +254,40 @@ class FunctionsHost:
         }
         return self._invoke(function, self.protos.TypedData(json=json.dumps(info)))
 
+    def invoke_queue(self, function: str, message: QueueMessage, body: bytes) -> Invocation:
+        """What the host sends for a queue trigger: the decoded content (a string, or bytes when it is not UTF-8) and
+        the message's metadata, which ``func.QueueMessage`` reads (``DequeueCount``, ``Id``, the times)."""
+        try:
+            data = self.protos.TypedData(string=body.decode())
+        except UnicodeDecodeError:
+            data = self.protos.TypedData(bytes=body)
+        metadata = {
+            "DequeueCount": self.protos.TypedData(json=str(message.dequeue_count)),
+            "Id": self.protos.TypedData(string=message.id),
+            "PopReceipt": self.protos.TypedData(string=message.pop_receipt or ""),
+            **{
+                name: self.protos.TypedData(string=when.isoformat())
+                for name, when in (
+                    ("InsertionTime", message.inserted_on),
+                    ("ExpirationTime", message.expires_on),
+                    ("NextVisibleTime", message.next_visible_on),
+                )
+                if when is not None
+            },
+        }
+        return self._invoke(function, data, metadata)
+
+    def _run_queued(self, function: str, message: QueueMessage, body: bytes) -> bool:
+        invocation = replace(self.invoke_queue(function, message, body), message=body)
+        with self._lock:
+            self.queue_invocations.append(invocation)
+        if self._on_queue_invocation is not None:
+            self._on_queue_invocation(invocation)
+        return invocation.succeeded
+
+    def _host_log(self, level: str, message: str) -> None:
+        self.logs.append(LogLine("", "Host.Queues", level, message))
+
     def _load(self, folder: Path) -> LoadResult:
         config = json.loads((folder / "function.json").read_text())
         function_id = str(uuid.uuid4())
@@ -236,9 +316,10 @@ class FunctionsHost:
         )
         failed = answer.result.status != self.protos.StatusResult.Success
         trigger = next((b for b in bindings if b["type"].endswith("Trigger")), {})
-        return LoadResult(function_id, trigger, not failed, answer.result.exception.message if failed else None)
+        error = answer.result.exception.message if failed else None
+        return LoadResult(function_id, trigger, not failed, error, tuple(bindings))
 
-    def _invoke(self, function: str, trigger: Any) -> Invocation:
+    def _invoke(self, function: str, trigger: Any, metadata: Mapping[str, Any] | None = None) -> Invocation:
         loaded = self.loaded.get(function)
         if loaded is None or not loaded.succeeded:
             raise WorkerError(f"{function} is not loaded: {loaded.error if loaded else 'no such function'}")
@@ -250,16 +331,47 @@ class FunctionsHost:
                 invocation_id=invocation_id,
                 function_id=loaded.function_id,
                 input_data=[self.protos.ParameterBinding(name=loaded.trigger["name"], data=trigger)],
+                trigger_metadata=dict(metadata or {}),
             ),
         )
         succeeded = answer.result.status == self.protos.StatusResult.Success
+        error = None if succeeded else answer.result.exception.message
+        queued: dict[str, list[str]] = {}
+        if succeeded:
+            try:
+                queued = self._write_queue_outputs(loaded, answer.output_data)
+            except Exception as exc:  # as the host: a binding it cannot write fails the invocation
+                succeeded, error = False, f"the queue output binding could not be written: {exc}"
         return Invocation(
             invocation_id=invocation_id,
             succeeded=succeeded,
-            error=None if succeeded else answer.result.exception.message,
+            error=error,
             http=self._http_answer(answer.return_value) if answer.HasField("return_value") else None,
             logs=[line for line in list(self.logs) if line.invocation_id == invocation_id],
+            function=function,
+            queued=queued,
         )
+
+    def _write_queue_outputs(self, loaded: LoadResult, outputs: Any) -> dict[str, list[str]]:
+        """Each queue output binding's value, written to its queue: a JSON array is one message per item."""
+        queues = {b["name"]: b["queueName"] for b in loaded.bindings if b["type"] == "queue"}
+        written: dict[str, list[str]] = {}
+        for output in outputs:
+            if output.name not in queues:
+                continue
+            kind = output.data.WhichOneof("data")
+            if kind is None:
+                continue
+            value = getattr(output.data, kind)
+            items = json.loads(value) if kind == "json" else [value.decode() if isinstance(value, bytes) else value]
+            messages = [item if isinstance(item, str) else json.dumps(item) for item in items]
+            if not messages:
+                continue
+            if self.queues is None:
+                raise WorkerError("this host has no storage account (AzureWebJobsStorage) to write queue messages to")
+            self.queues.put(queues[output.name], messages)
+            written.setdefault(queues[output.name], []).extend(messages)
+        return written
 
     def _http_answer(self, value: Any) -> HttpAnswer | None:
         if value.WhichOneof("data") != "http":
