@@ -65,7 +65,7 @@ param exchangeConnectorIds string = ''
 ])
 param graphEndpoint string = 'https://graph.microsoft.com'
 
-@description('Upper bound on Flex Consumption instances. One instance is plenty for this app; the bound keeps a webhook burst from fanning out against Graph\'s per-tenant limits.')
+@description('Upper bound on Flex Consumption instances. sync_tenant scales out on the sync-tenants queue (one instance syncs about 16 tenants at once); the bound keeps a burst from fanning out against Graph\'s per-tenant limits.')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -90,7 +90,11 @@ var identityPrincipalId = userAssigned ? userIdentity.properties.principalId : a
 var authority = replace(replace(environment().authentication.loginEndpoint, 'https://', ''), '/', '')
 var hostSettings = {
   AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
   AzureWebJobsStorage__credential: 'managedidentity'
+  // sync_tenant runs host.json's batchSize (16) messages at once: the worker's threads must let it.
+  PYTHON_THREADPOOL_THREAD_COUNT: '16'
   APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: userAssigned ? 'ClientId=${identityClientId};Authorization=AAD' : 'Authorization=AAD'
 }
@@ -128,6 +132,9 @@ var tenantSettings = manyTenants ? {
 } : {}
 // Built-in role ids: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+// The queue trigger reads, updates and deletes messages and moves the last try to the poison queue; the timer and
+// the webhook put messages: Contributor covers all of it (Message Processor plus Sender would not create the queue).
+var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
@@ -177,6 +184,22 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       name: deploymentContainer
     }
   }
+}
+
+// Many tenants (README, 'Many tenants'): one message per tenant, and where a message goes after its last try.
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource tenantQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'sync-tenants'
+}
+
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'sync-tenants-poison'
 }
 
 resource userIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (userAssigned) {
@@ -279,6 +302,17 @@ resource storageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// The tenants' queue (sync-tenants) and its poison queue, through the same identity.
+resource queueAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, storageQueueDataContributor)
+  scope: storage
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+  }
+}
+
 // Application Insights accepts telemetry only from Entra ID (DisableLocalAuth): the identity may publish it.
 resource telemetryAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(insights.id, identityPrincipalId, monitoringMetricsPublisher)
@@ -316,6 +350,8 @@ module graphPermission 'graph-permission.bicep' = if (grantGraphPermission && !m
 // expiry finding as a line that starts with `expiry-warning` (shared/watch.py), both in `traces`.
 var failedSyncsQuery = 'union (requests | where operation_Name =~ "sync_timer" and success == false), (traces | where message contains "outcome=failed")'
 var expiryQuery = 'traces | where message startswith "expiry-warning"'
+// A tenant's message that used up its tries: the app's last-try line and the host's own both name the poison queue.
+var poisonQuery = 'traces | where message contains "sync-tenants-poison"'
 
 resource alertReceivers 'Microsoft.Insights/actionGroups@2023-01-01' = {
   name: 'ag-${name}-${suffix}'
@@ -395,6 +431,43 @@ resource expiryAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview'
       ]
     }
     autoMitigate: false
+    actions: {
+      actionGroups: [
+        alertReceivers.id
+      ]
+    }
+  }
+}
+
+resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+  name: 'alert-${name}-poison-${suffix}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Intune sync: a tenant was not synced after every retry'
+    description: 'A sync-tenants message failed on each of its tries (host.json maxDequeueCount) and went to sync-tenants-poison. The trace line names the tenant, why, and what to do; the tenant is synced again at the next cycle.'
+    severity: 2
+    enabled: true
+    scopes: [
+      insights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: poisonQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
     actions: {
       actionGroups: [
         alertReceivers.id

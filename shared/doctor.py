@@ -66,6 +66,8 @@ def diagnose(
     names = targets or settings.targets
     chosen = tenancy.selected(settings, tenants, "--tenant")
     findings = [_settings_finding(settings, names), schedule]
+    if settings.tenants:
+        findings.append(_queue_finding(settings, env))
 
     def check(tenant: str | None) -> list[Finding]:
         found = _tenant_findings(settings, tenant, names, max_age, principal_id)
@@ -110,6 +112,15 @@ def _settings_finding(settings: Settings, names: tuple[str, ...]) -> Finding:
         "settings",
         f"SYNC_TARGETS={','.join(names)}, GRAPH_ENDPOINT={settings.graph.endpoint}{named}{tenants}",
     )
+
+
+def _queue_finding(settings: Settings, env: Mapping[str, str]) -> Finding:
+    """With TENANT_IDS the timer only dispatches: without the queue, no tenant is synced."""
+    from shared.dispatch import QUEUE  # noqa: PLC0415 - only with TENANT_IDS
+    from shared.host_storage import check_queue  # noqa: PLC0415
+
+    access = check_queue(settings.graph, env)
+    return Finding(access.ok, f"queue {QUEUE}", access.detail, access.fix)
 
 
 def _schedule_finding(schedule: str) -> Finding:

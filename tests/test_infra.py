@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from shared import dispatch
 from shared.errors import SyncFailed
 from shared.targets import TARGETS, permissions_for
-from tests.conftest import fire_timer
-from tests.emulator import Emulator, apns_certificate
+from tests.conftest import deliver, fire_timer, use
+from tests.emulator import CUSTOMER_TENANT_IDS, Emulator, apns_certificate
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 ROLE_VALUE = "DeviceManagementServiceConfig.ReadWrite.All"
@@ -94,7 +95,7 @@ def test_storage_takes_no_account_keys_and_the_host_uses_the_identity(main: dict
     assert by_user_identity["type"] == "UserAssignedIdentity"
 
 
-def test_identity_gets_only_blob_data_owner_on_storage_and_metrics_publisher(main: dict[str, Any]) -> None:
+def test_identity_gets_blob_data_owner_queue_data_contributor_and_metrics_publisher(main: dict[str, Any]) -> None:
     assignments = {
         name: config(main, name)["properties"]
         for name, resource in main["resources"].items()
@@ -104,7 +105,29 @@ def test_identity_gets_only_blob_data_owner_on_storage_and_metrics_publisher(mai
     assert {a["principalId"] for a in assignments.values()} == {"identityPrincipalId"}
     assert main["variables"]["storageBlobDataOwner"]["value"] == "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
     assert main["variables"]["monitoringMetricsPublisher"]["value"] == "3913510d-42f4-4e42-8a64-420c390055eb"
-    assert len(assignments) == 2
+    assert main["variables"]["storageQueueDataContributor"]["value"] == "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+    queue_role = assignments["queueAccess"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+    assert queue_role == "storageQueueDataContributor"
+    assert len(assignments) == 3
+
+
+def test_the_tenants_queue_and_its_poison_queue_exist_and_the_host_reaches_them_by_identity(
+    main: dict[str, Any],
+) -> None:
+    host = main["variables"]["hostSettings"]["value"]
+    queues = [r["config"] for r in main["resources"].values() if r["type"].endswith("/queueServices/queues")]
+
+    assert {queue["name"] for queue in queues} == {"sync-tenants", "sync-tenants-poison"}
+    assert "AzureWebJobsStorage__queueServiceUri" in host
+    assert host["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert host["PYTHON_THREADPOOL_THREAD_COUNT"] == "16"  # host.json's batchSize, run at once
+
+
+def test_maximum_instance_count_is_a_parameter(main: dict[str, Any]) -> None:
+    scale = config(main, "app")["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount"
+    assert main["parameters"]["maximumInstanceCount"]["default"] == 40
 
 
 def test_application_insights_sits_on_log_analytics_with_entra_auth_only(main: dict[str, Any]) -> None:
@@ -272,7 +295,7 @@ def query_literal(main: dict[str, Any], variable: str, pattern: str) -> str:
 
 
 def test_alert_rules_watch_the_apps_application_insights(main: dict[str, Any]) -> None:
-    for name in ("failedSyncsAlert", "expiryAlert"):
+    for name in ("failedSyncsAlert", "expiryAlert", "poisonAlert"):
         rule = main["resources"][name]
         properties = rule["config"]["properties"]
         criterion = properties["criteria"]["allOf"][0]
@@ -293,6 +316,21 @@ def test_alert_rules_watch_the_apps_application_insights(main: dict[str, Any]) -
         == "failedSyncsQuery"
     )
     assert main["resources"]["expiryAlert"]["config"]["properties"]["criteria"]["allOf"][0]["query"] == "expiryQuery"
+    assert main["resources"]["poisonAlert"]["config"]["properties"]["criteria"]["allOf"][0]["query"] == "poisonQuery"
+
+
+def test_the_poison_alert_matches_the_last_try_line_of_a_queued_tenant(
+    main: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Emulator(entra=True) as emulator:
+        emulator.add_tenant(CUSTOMER_TENANT_IDS[0])
+        use(emulator, monkeypatch)
+        emulator.fault("identity", status=500, times=100)
+        with pytest.raises(SyncFailed):
+            deliver(json.dumps({"tenant": CUSTOMER_TENANT_IDS[0]}), dequeue_count=dispatch.MAX_DEQUEUE_COUNT)
+
+    poisoned = query_literal(main, "poisonQuery", r'message contains "([^"]+)"')
+    assert any(poisoned in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
 
 
 def test_action_group_receivers_are_optional(main: dict[str, Any]) -> None:

@@ -597,3 +597,47 @@ def test_device_writes_are_paced_per_tenant(monkeypatch: pytest.MonkeyPatch) -> 
             assert len(written) == 300
             assert fleet.throttled == 0
             assert busiest > 150  # a shared pace would give each tenant about 97 a window
+
+
+def test_doctor_checks_that_the_identity_reaches_the_tenants_queue(tenants: Emulator) -> None:
+    code, out = cli("doctor")
+
+    assert code == 0, out
+    assert f"ok    queue sync-tenants: the identity can reach it at {tenants.queue_service_uri}" in out
+    (asked,) = tenants.calls("queue_metadata")
+    token = tenants.find_token((asked.header("Authorization") or "").removeprefix("Bearer "))
+    assert token is not None and token.audience == "https://storage.azure.com"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "said", "fix"),
+    [
+        ("role", "Storage answered 403 AuthorizationPermissionMismatch", "Storage Queue Data Contributor"),
+        ("queue", "Storage answered 404 QueueNotFound", "Create the queue sync-tenants"),
+    ],
+)
+def test_doctor_names_what_keeps_the_identity_from_the_queue(
+    tenants: Emulator, spoil: str, said: str, fix: str
+) -> None:
+    if spoil == "role":
+        tenants.queue_role = False
+    else:
+        tenants.queues.clear()
+
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert said in out
+    assert fix in out
+
+
+def test_doctor_without_a_storage_setting_says_the_tenants_cannot_be_dispatched(
+    tenants: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AzureWebJobsStorage__queueServiceUri")
+
+    code, out = cli("doctor")
+
+    assert code == 1
+    assert "FAIL  queue sync-tenants: the storage account is not set, so the timer cannot dispatch" in out
+    assert "AzureWebJobsStorage__queueServiceUri" in out

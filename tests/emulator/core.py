@@ -22,6 +22,7 @@ from tests.emulator.names import (
     HOME_TENANT_ID,
     IDENTITY_OBJECT_ID,
     IDENTITY_PATH,
+    QUEUE_SERVICE_PATH,
     READ_WRITE_ROLE,
     SYSTEM_ASSIGNED_CLIENT_ID,
     SYSTEM_ASSIGNED_PRINCIPAL_ID,
@@ -69,6 +70,9 @@ class Emulator:
         self.roles = roles
         self.token_lifetime = token_lifetime
         self.latency = latency
+        # The storage account's queues, and whether the identity holds a Storage Queue Data role on it.
+        self.queues: set[str] = {"sync-tenants"}
+        self.queue_role = True
         self.identity_header = secrets.token_urlsafe(24)
         self.received: list[Received] = []
         self.tokens: list[IssuedToken] = []
@@ -96,6 +100,11 @@ class Emulator:
     @property
     def identity_endpoint(self) -> str:
         return f"{self.url}{IDENTITY_PATH}"
+
+    @property
+    def queue_service_uri(self) -> str:
+        """Its queue service stand-in (``AzureWebJobsStorage__queueServiceUri``)."""
+        return f"{self.url}{QUEUE_SERVICE_PATH}"
 
     @property
     def authority(self) -> str:
@@ -218,7 +227,6 @@ class Emulator:
             "xms_mirid": "/subscriptions/emulated/resourcegroups/rg/providers/Microsoft.Web/sites/intune-sync",
         }
         if resource == EXCHANGE_AUDIENCE and self.entra is not None:
-            # A managed identity's token as Entra issues it for the exchange audience: v2 issuer, its own subject.
             # A managed identity's token as Entra issues it for the exchange audience: v2 issuer, and the principal
             # id as subject (the federated credential names the user-assigned identity's; the system one differs).
             subject = IDENTITY_OBJECT_ID if client_id == USER_ASSIGNED_CLIENT_ID else SYSTEM_ASSIGNED_PRINCIPAL_ID
@@ -309,6 +317,7 @@ def tenant_settings(emulator: Emulator) -> dict[str, str]:
         "AZURE_CLIENT_ID": USER_ASSIGNED_CLIENT_ID,
         "AZURE_AUTHORITY_HOST": emulator.authority,
         "REQUESTS_CA_BUNDLE": emulator.ca_bundle,
+        "AzureWebJobsStorage__queueServiceUri": emulator.queue_service_uri,
     }
 
 

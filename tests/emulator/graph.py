@@ -28,12 +28,14 @@ from tests.emulator.names import (
     MANAGED_READ_ROLE_ID,
     PRIVILEGED_ROLE,
     PRIVILEGED_ROLE_ID,
+    QUEUE_SERVICE_PATH,
     READ_ROLE,
     READ_ROLE_ID,
     READ_WRITE_ROLE,
     READ_WRITE_ROLE_ID,
     SERVICE_PRINCIPALS_PATH,
     STATS_PATH,
+    STORAGE_AUDIENCE,
     SYSTEM_ASSIGNED_CLIENT_ID,
 )
 from tests.emulator.targets import (
@@ -129,6 +131,8 @@ class GraphHandler(ConnectorRoutes, DeviceRoutes, BaseHTTPRequestHandler):
             return
         if route == "identity":
             self._identity(query)
+        elif route == "queue_metadata":
+            self._queue_metadata(connector_id or "", parse_qs(query))
         elif route == "unknown":
             self._graph_error(404, "ResourceNotFound", f"Resource not found for the segment '{path}'.")
         elif self._authorised(route):
@@ -252,6 +256,32 @@ class GraphHandler(ConnectorRoutes, DeviceRoutes, BaseHTTPRequestHandler):
                     "client_id": token.client_id or SYSTEM_ASSIGNED_CLIENT_ID,
                 },
             )
+
+    def _queue_metadata(self, queue: str, query: dict[str, list[str]]) -> None:
+        """Storage's Get Queue Metadata, with a bearer token for Storage: its status codes and x-ms-error-code.
+        https://learn.microsoft.com/rest/api/storageservices/get-queue-metadata"""
+        emulator = self.server.emulator
+        scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
+        token = emulator.find_token(value) if scheme == "Bearer" else None
+        if query.get("comp") != ["metadata"] or not self.headers.get("x-ms-version"):
+            self._storage_error(400, "InvalidQueryParameterValue", "comp=metadata and x-ms-version are required.")
+        elif token is None or token.audience.rstrip("/") != STORAGE_AUDIENCE:
+            self._storage_error(401, "InvalidAuthenticationInfo", "Server failed to authenticate the request.")
+        elif not emulator.queue_role:
+            self._storage_error(
+                403, "AuthorizationPermissionMismatch", "This request is not authorized to perform this operation."
+            )
+        elif queue not in emulator.queues:
+            self._storage_error(404, "QueueNotFound", "The specified queue does not exist.")
+        else:
+            self._send(200, b"", {"x-ms-approximate-messages-count": "0", "x-ms-version": "2021-08-06"})
+
+    def _storage_error(self, status: int, code: str, message: str) -> None:
+        body = (
+            f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{message}\n'
+            f"RequestId:{uuid.uuid4()}</Message></Error>"
+        ).encode()
+        self._send(status, body, {"Content-Type": "application/xml", "x-ms-error-code": code})
 
     def _authorised(self, route: str) -> bool:
         emulator = self.server.emulator
@@ -412,6 +442,7 @@ class GraphHandler(ConnectorRoutes, DeviceRoutes, BaseHTTPRequestHandler):
 ROUTES = [
     ("GET", re.compile(re.escape(STATS_PATH)), "stats"),
     ("GET", re.compile(re.escape(IDENTITY_PATH)), "identity"),
+    ("GET", re.compile(rf"{re.escape(QUEUE_SERVICE_PATH)}/([^/]+)"), "queue_metadata"),
     *CONNECTOR_ROUTES,
     ("GET", re.compile(re.escape(SERVICE_PRINCIPALS_PATH)), "service_principals"),
     ("POST", re.compile(rf"{re.escape(SERVICE_PRINCIPALS_PATH)}/([^/]+)/appRoleAssignedTo"), "assign_role"),

@@ -17,6 +17,11 @@ IDENTITY_PATH = "/msi/token"
 STATS_PATH = "/_emulator/stats"
 
 
+# A Storage queue service stand-in, for doctor's check that the identity reaches the tenants' queue.
+QUEUE_SERVICE_PATH = "/_storage/queue"
+STORAGE_AUDIENCE = "https://storage.azure.com"
+
+
 SYSTEM_ASSIGNED_CLIENT_ID = "5f0d7c2e-1b3a-4c8e-9d6f-0a1b2c3d4e5f"
 
 
