@@ -19,7 +19,7 @@ from azure.identity import ClientAssertionCredential
 
 from shared.errors import IdentityUnavailable, TenantNotConsented
 from shared.identity import HeldToken, identity_fix, managed_identity, no_token
-from shared.redaction import redact, remember
+from shared.redaction import redact, remember_token
 from shared.transport import USER_AGENT, DeadlineTransport, current_exchange, session_for
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def assertion_for(settings: GraphSettings) -> Assertion:
         except Exception as exc:  # as in GraphClient._new_token: any class means no token
             credential = managed_identity(settings, session)  # as GraphClient._drop_token says
             raise no_token(source, exc, settings, current_exchange()) from None
-        remember(info.token)
+        remember_token(info.token)
         return info
 
     return Assertion(fetch)

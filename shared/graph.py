@@ -30,7 +30,7 @@ from shared.graph_answers import (
     retry_after_of,
 )
 from shared.identity import BEARER_TOKEN, HeldToken, credential_for, identity_fix, no_token, out_of_time, transport_for
-from shared.redaction import remember
+from shared.redaction import remember_token
 from shared.transport import (
     CONNECT_TIMEOUT,
     USER_AGENT,
@@ -342,7 +342,7 @@ class GraphClient:
                         authority=self.settings.authority or "",
                     ) from None
                 raise no_token(source, exc, self.settings, exchange) from None
-        remember(info.token)
+        remember_token(info.token)
         if not BEARER_TOKEN.fullmatch(info.token):
             raise IdentityUnavailable(
                 f"{source}: the identity endpoint answered with an access token that cannot be sent in an "

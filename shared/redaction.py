@@ -27,35 +27,46 @@ _TOKEN_SHAPES = re.compile(
 _MARKERS = ("eyJ", "access_token", "refresh_token", "client_assertion", "Bearer")
 # Secrets shorter than this are not worth a search (and would scrub ordinary words).
 _SHORTEST_SECRET = 8
-_MOST_REMEMBERED = 64
+# Tokens are remembered as they are obtained, the newest kept: twice the Graph clients a process keeps
+# (shared.clients.MOST_CLIENTS), so every token a client still holds is among them. The settings' secrets are kept
+# for the process's life.
+_MOST_TOKENS = 256
 
 _lock = threading.Lock()
-_known: dict[str, None] = {}
-_present: tuple[str, ...] = ()  # the known secrets, as one snapshot for lock-free reads
-_pattern: re.Pattern[str] | None = None
+_settings: dict[str, None] = {}
+_tokens: dict[str, None] = {}
+_present: tuple[str, ...] = ()  # every known secret, longest first (one that contains another goes whole), lock-free
 
 
 def remember(*secrets: str | None) -> None:
-    """Scrub these values from now on: tokens obtained, the identity header, keys and secrets seen."""
-    global _pattern, _present
-    fresh = [s for s in secrets if s and len(s) >= _SHORTEST_SECRET and s not in _known]
+    """Scrub these values for as long as the process lives: the identity header, keys and secrets of the settings."""
+    _add(_settings, secrets, None)
+
+
+def remember_token(token: str) -> None:
+    """Scrub this token from now on (until it is among the oldest of many: see ``_MOST_TOKENS``)."""
+    _add(_tokens, (token,), _MOST_TOKENS)
+
+
+def _add(kept: dict[str, None], secrets: tuple[str | None, ...], most: int | None) -> None:
+    global _present
+    fresh = [s for s in secrets if s and len(s) >= _SHORTEST_SECRET and s not in kept]
     if not fresh:
         return
     with _lock:
         for secret in fresh:
-            _known[secret] = None
-        while len(_known) > _MOST_REMEMBERED:
-            del _known[next(iter(_known))]
-        # Longest first, so a secret that contains another is scrubbed whole.
-        ordered = sorted(_known, key=len, reverse=True)
-        _pattern = re.compile("|".join(map(re.escape, ordered)))
-        _present = tuple(ordered)
+            kept[secret] = None
+        while most is not None and len(kept) > most:
+            del kept[next(iter(kept))]
+        # Plain substring replacement: a pattern of every secret would be compiled anew for each token, and Python's
+        # re module keeps hundreds of compiled patterns (a megabyte each, with many tenants) in its cache.
+        _present = tuple(sorted({*_settings, *_tokens}, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    pattern = _pattern
-    if pattern is not None and any(secret in text for secret in _present):
-        text = pattern.sub(REDACTED, text)
+    for secret in _present:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
     if any(marker in text for marker in _MARKERS):
         text = _TOKEN_SHAPES.sub(_scrubbed_shape, text)
     return text

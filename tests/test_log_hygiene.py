@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from shared.errors import SyncAppError
+from shared.redaction import remember_token
 from tests.conftest import call_webhook, closed_port_url, fire_timer
 from tests.emulator import READ_ROLE, Emulator
 
@@ -86,3 +87,15 @@ def test_no_secret_reaches_a_log_or_an_answer(
         assert secret not in seen
     if level == logging.INFO:  # azure-identity adds its own tracebacks only when DEBUG is asked for
         assert "Traceback" not in seen
+
+
+def test_the_identity_header_stays_scrubbed_however_many_tenants_tokens_came_after_it(
+    app_env: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    call_webhook()  # the settings are read, and their secrets remembered
+    for n in range(1000):
+        remember_token(f"a-customer-tenant-token-{n:04d}")
+
+    logging.getLogger("shared").warning("echoed %s and %s", app_env.identity_header, "a-customer-tenant-token-0999")
+
+    assert caplog.records[-1].getMessage() == "echoed <redacted> and <redacted>"
