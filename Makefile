@@ -118,7 +118,7 @@ benchmark: $(VENVBENCH)/bin/.installed ## speed and memory against the targets (
 benchmark-devices: $(BIN313)/.installed ## stale devices at 1k/10k/100k and 1,000 paced syncs (RECORD=1)
 	$(BIN313)/python benchmarks/devices.py $(RECORDING)
 
-benchmark-tenants: $(BIN313)/.installed ## 6 tenants vs 1, Graph answering in 1 s (RECORD=1)
+benchmark-tenants: $(BIN313)/.installed $(AZURITE) ## 6 tenants vs 1, then 1,000 tenants on the queue with 1, 2, 4 consumers (RECORD=1)
 	$(BIN313)/python benchmarks/tenants.py $(RECORDING)
 
 load-test: $(BIN313)/.installed ## 5,000 webhook requests through the worker (RECORD=1)

@@ -93,7 +93,7 @@ class Queues:
     def put(self, name: str, messages: list[str]) -> None:
         """What an output binding's value becomes: one message per item, in parallel as the host sends them."""
         queue = self.client(name)
-        with ThreadPoolExecutor(max_workers=min(16, max(1, len(messages)))) as pool:
+        with ThreadPoolExecutor(max_workers=min(32, max(1, len(messages)))) as pool:
             list(pool.map(lambda text: queue.send_message(self.encode(text)), messages))
 
     def texts(self, name: str) -> list[str]:
