@@ -176,7 +176,7 @@ def test_an_unavailable_identity_fails_the_invocation_so_the_host_retries_it(
 def test_the_last_try_logs_that_the_message_goes_to_the_poison_queue(
     tenants: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    tenants.fault("sync", status=429, headers={"Retry-After": "1"}, times=50)
+    tenants.fault("sync", status=429, headers={"Retry-After": "0"}, times=50)
 
     with pytest.raises(RetryLater):
         deliver(json.dumps({"tenant": T2}), dequeue_count=dispatch.MAX_DEQUEUE_COUNT)
