@@ -84,6 +84,7 @@ class SyncReport:
     # What Graph said of each whole target the run read, by tenant, for the expiry watch to reuse.
     read: Mapping[str | None, Mapping[str, tuple[SyncObject, ...]]] = field(default_factory=dict, compare=False)
     tenants: tuple[str | None, ...] = tenancy.HOME
+    stored: bool | None = None  # None: no store; False: the store failed (logged), and the run is as it was
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome == outcome)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from functools import partial
+from typing import TYPE_CHECKING
 
 from shared import tenants as tenancy
 from shared.clients import client_for
@@ -33,6 +35,9 @@ from shared.process import PROCESS
 from shared.records import ObjectResult, SyncReport
 from shared.settings import Settings, load_settings
 from shared.targets import TARGETS, Skip, SyncObject, Target
+
+if TYPE_CHECKING:
+    from shared.watch import WatchReport
 
 log = logging.getLogger(__name__)
 
@@ -207,10 +212,12 @@ def sync_and_watch(
     sync_type: str | None = None,
 ) -> SyncReport:
     """A cycle over ``tenants`` (default: every one) inside one time budget: the ``targets`` (default: every enabled
-    one) and, when all of them ran, the expiry watch. The watch never fails a run: that is kept for failed syncs."""
+    one) and, when all of them ran, the expiry watch; then, with a storage account, the results are stored. The
+    watch never fails a run: that is kept for failed syncs."""
     deadline = Deadline(settings.graph.time_budget)
     report = run_sync(settings, targets, sync_type=sync_type, deadline=deadline, tenants=tenants)
     log.info("%s", report)
+    watched: dict[str | None, WatchReport] = {}
     if targets is None and settings.expiry_warning_days:
         from shared import watch  # noqa: PLC0415 - as in expiry_watch
 
@@ -218,9 +225,21 @@ def sync_and_watch(
             graph = client_for(settings.graph, tenant)
             found = watch.check(graph, settings.expiry_warning_days, deadline, report.read.get(tenant), tenant)
             watch.log_findings(found)
+            watched[tenant] = found
 
         tenancy.for_each(settings, report.tenants, check)
-    return report
+    return stored(settings, report, watched)
+
+
+def stored(
+    settings: Settings, report: SyncReport, watched: Mapping[str | None, WatchReport] | None = None
+) -> SyncReport:
+    """The report, written to the store when there is one (never failing the run: ``stored`` says how it went)."""
+    if not settings.stored:
+        return report
+    from shared import store  # noqa: PLC0415 - only with a storage account
+
+    return replace(report, stored=store.record_report(settings, report, watched))
 
 
 def _sync_gated(

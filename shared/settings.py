@@ -32,6 +32,8 @@ class Settings:
     # Customer tenants (TENANT_IDS); empty: the app's own tenant alone.
     tenants: tuple[str, ...] = ()
     tenant_concurrency: int = 8
+    # The host's storage account is set (AzureWebJobsStorage or its identity-based form): results are stored there.
+    stored: bool = False
     # Each target's own settings (Target.options), by target name: read for every target, enabled or not, so a
     # wrong one is named before its target is enabled, and a command naming a target (sync --target) has them.
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -44,6 +46,8 @@ class Settings:
         return TARGETS[target].configured_ids(self.options_for(target))
 
 
+# Where the host's storage account is (set by the platform or infra/, not in the settings table): the store's.
+STORAGE_SETTINGS = ("AzureWebJobsStorage", "AzureWebJobsStorage__tableServiceUri", "AzureWebJobsStorage__accountName")
 # The names parse_settings reads itself; TARGETS' own settings follow (SETTING_NAMES).
 APP_SETTING_NAMES = (
     "SYNC_TARGETS",
@@ -114,6 +118,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         tenants=tenants,
         tenant_concurrency=int(number("TENANT_CONCURRENCY", default=8, low=1, high=64, whole=True)) if tenants else 8,
         options=MappingProxyType(options),
+        stored=any(env.get(name) for name in STORAGE_SETTINGS),
     )
     if read.problems:
         raise ConfigurationError.joined(read.problems)

@@ -277,6 +277,7 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
     report = run.run_sync(
         settings, request.targets, ids=request.ids, sync_type=request.sync_type, tenants=request.tenants
     )
+    report = run.stored(settings, report)
     results = [result.as_dict() for result in report.results]
     body: dict[str, Any] = {"syncType": report.sync_type} if report.sync_type else {}
     if settings.tenants:
@@ -285,6 +286,8 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
     body["results"] = results
     legacy.sync_answer(body, report.targets, results)
     body["ignoredFields"] = list(request.ignored_fields)
+    if report.stored is not None:
+        body["stored"] = report.stored
     log.info("%s (webhook)", report)
     if not report.results:
         only = report.targets[0] if len(report.targets) == 1 else None

@@ -56,6 +56,15 @@ def emulator() -> Iterator[Emulator]:
         yield running
 
 
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Any]:
+    """One Azurite per test process (tests/functions_host/storage.py): the storage account's queues and tables."""
+    from tests.functions_host.storage import Azurite  # noqa: PLC0415 - only the tests that use storage start it
+
+    with Azurite() as running:
+        yield running
+
+
 @pytest.fixture(autouse=True)
 def fresh_settings() -> Iterator[None]:
     """The app keeps its settings, clients, gate and guards for the process's life (Azure restarts it when its

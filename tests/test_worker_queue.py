@@ -31,12 +31,6 @@ QUEUE, POISON = "sync-tenants", "sync-tenants-poison"
 WAIT = 60.0
 
 
-@pytest.fixture(scope="module")
-def azurite() -> Iterator[Azurite]:
-    with Azurite() as running:
-        yield running
-
-
 @pytest.fixture
 def queues(azurite: Azurite) -> Queues:
     """host.json's queue options, with the back-off between tries at 0 s: the retries are what is tested, not
