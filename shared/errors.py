@@ -290,6 +290,19 @@ class InternalError(SyncAppError):
         super().__init__(f"unexpected failure in this app {where} ({type(exc).__name__}); the trace is in the log")
 
 
+class StoreUnavailable(SyncAppError):
+    """The store (Table storage in the host's storage account) could not be reached, refused, or is not set up."""
+
+    http_status = 503
+    retry_after = 60
+
+    def remedy(self, target: TargetFacts | None = None, lister: str = LISTER, tenant: str | None = None) -> str:
+        return (
+            "GET /api/sync?live=true&tenant=<id> reads Graph instead (at most 10 tenants). Check that the app's "
+            "identity holds Storage Table Data Contributor on the storage account (infra/main.bicep grants it)."
+        )
+
+
 class SyncFailed(SyncAppError):
     """A run in which some object was not synced; raised after every object was tried."""
 

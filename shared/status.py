@@ -14,6 +14,7 @@ from shared.errors import (
     GraphError,
     IdentityUnavailable,
     InternalError,
+    StoreUnavailable,
     SyncAppError,
     contained,
 )
@@ -128,3 +129,42 @@ def expiry_watch(
         deadline or Deadline(settings.graph.time_budget),
         read,
     )
+
+
+def stored_tenants(settings: Settings, tenants: Sequence[str | None]) -> dict[str, Any]:
+    """What the store holds of each of ``tenants`` (with ``"asOf"``, null for a tenant not yet synced), in the shape
+    of a live answer, each object with its ``lastOutcome``: no Graph call. :class:`StoreUnavailable` when the store
+    cannot say."""
+    from shared import store  # noqa: PLC0415 - only with a storage account
+
+    found = store.read(settings, None if tuple(tenants) == settings.tenants else tenants)
+    return {str(tenant): _stored_tenant(settings, found.get(tenant)) for tenant in tenants}
+
+
+def _stored_tenant(settings: Settings, stored: Any) -> dict[str, Any]:
+    if stored is None:
+        return {"asOf": None, "targets": {}, "expiry": {"findings": [], "objects": []}}
+    targets: dict[str, Any] = {}
+    for obj in stored.objects:
+        if obj.target in settings.targets:
+            shown = targets.setdefault(obj.target, {"version": TARGETS[obj.target].version, "objects": []})
+            shown["objects"].append({**obj.fields, "id": obj.id, "lastOutcome": {"at": obj.at, **obj.outcome}})
+    findings = [standing for standing in stored.expiry if standing.get("problem")]
+    return {"asOf": stored.as_of, "targets": targets, "expiry": {"findings": findings, "objects": stored.expiry}}
+
+
+def last_outcomes(settings: Settings, body: dict[str, Any]) -> None:
+    """The single tenant's live answer, each object given its stored ``lastOutcome`` where the store has one; a
+    store that cannot say leaves the live answer as it is (logged)."""
+    from shared import store  # noqa: PLC0415 - only with a storage account
+
+    try:
+        found = store.read(settings, [None]).get(None)
+    except StoreUnavailable as exc:
+        log.warning("The stored outcomes were not read: %s", exc)
+        return
+    latest = {(o.target, o.id): {"at": o.at, **o.outcome} for o in found.objects} if found else {}
+    for name, shown in body.get("targets", {}).items():
+        for obj in shown.get("objects", ()):
+            if (name, obj.get("id")) in latest:
+                obj["lastOutcome"] = latest[(name, obj["id"])]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared.errors import StoreUnavailable
 from shared.process import PROCESS
 from shared.records import ObjectResult, SyncReport
 from shared.targets import TARGETS
@@ -54,10 +55,6 @@ OUTCOME_FIELDS = (
 
 
 STANDING_FIELDS = ("target", "id", "name", "expires", "daysLeft", "problem", "fix")
-
-
-class StoreUnavailable(Exception):
-    """The store could not be reached or refused: what the caller logs once and answers as ``"stored": false``."""
 
 
 class StoredObject(NamedTuple):
@@ -204,6 +201,21 @@ def store_for(settings: Settings) -> Store:
     """The process's store; :class:`StoreUnavailable` when it cannot be reached (tried again at the next call)."""
     try:
         return PROCESS.held("store", lambda: Store(_service(settings)))
+    except (AzureError, ValueError, OSError) as exc:
+        raise StoreUnavailable(_said(exc)) from None
+
+
+def read(settings: Settings, tenants: Sequence[str | None] | None = None) -> dict[str | None, StoredTenant]:
+    """What the store holds of ``tenants`` (default: every one); :class:`StoreUnavailable` when it cannot say."""
+    try:
+        return store_for(settings).tenants(tenants)
+    except (AzureError, ValueError, OSError) as exc:
+        raise StoreUnavailable(_said(exc)) from None
+
+
+def object_history(settings: Settings, tenant: str | None, target: str, object_id: str | None) -> list[dict[str, Any]]:
+    try:
+        return store_for(settings).history(tenant, target, object_id)
     except (AzureError, ValueError, OSError) as exc:
         raise StoreUnavailable(_said(exc)) from None
 

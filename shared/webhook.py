@@ -20,6 +20,7 @@ from shared.errors import (
     InvalidObjectId,
     InvalidRequest,
     NothingToSync,
+    StoreUnavailable,
     SyncAppError,
     TargetNotEnabled,
     TenantNotConsented,
@@ -40,6 +41,9 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_REQUESTED_IDS = 100
 # A webhook that names its tenants runs them at once, inside one HTTP answer; more are queued (name none).
 MAX_NAMED_TENANTS = 10
+# GET /api/sync/history: the route's {target} segment that is no target.
+HISTORY_ROUTE = "history"
+LISTER_HINT = "GET /api/sync lists them"
 RECOGNISED_FIELDS = ("ids", "tenants", *legacy.FIELDS)
 
 
@@ -98,14 +102,67 @@ def handle(
 def _answer(
     settings: Settings, method: str, body: bytes, params: Mapping[str, str], target: str | None
 ) -> WebhookAnswer:
+    if target == HISTORY_ROUTE and method.upper() == "GET":
+        return _history(settings, params)
     routed = enabled_target(settings, target) if target else None
     if method.upper() == "GET":
         ids = _ids(routed, None, params) if routed else _legacy_ids(None, params)
         if routed is None and ids is not None:
             routed = enabled_target(settings, legacy.TARGET)
         tenants = _tenants(settings, None, params, ids)
+        live = _flag(params, "live")
+        if settings.tenants and settings.stored and not live:
+            return _stored_state(settings, routed.name if routed else None, tenants)
+        if live and len(tenants) > MAX_NAMED_TENANTS:
+            raise InvalidRequest(
+                "live", f"reads Graph for at most {MAX_NAMED_TENANTS} tenants: name them with ?tenant=<id>,<id>"
+            )
         return _state(settings, routed.name if routed else None, ids, tenants)
     return _sync(settings, parse_sync_request(body, params, settings, routed))
+
+
+def _flag(params: Mapping[str, str], name: str) -> bool:
+    value = params.get(name)
+    if value is None or value.lower() in ("false", "0", ""):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise InvalidRequest(name, f"must be true or false, not {_shown(value)}", allowed=("true", "false"))
+
+
+def _stored_state(settings: Settings, target: str | None, tenants: tuple[str | None, ...]) -> WebhookAnswer:
+    """With TENANT_IDS and a storage account: the store's view of each tenant, no Graph call (``?live=true`` reads
+    Graph)."""
+    found = status.stored_tenants(settings, tenants)
+    if target is not None:
+        for tenant in found.values():
+            tenant["targets"] = {name: shown for name, shown in tenant["targets"].items() if name == target}
+    return WebhookAnswer(200, {"source": "store", "tenants": found})
+
+
+def _history(settings: Settings, params: Mapping[str, str]) -> WebhookAnswer:
+    """``GET /api/sync/history?tenant=&target=&id=``: an object's stored outcomes, newest first."""
+    from shared import store  # noqa: PLC0415 - only on this route
+
+    name = params.get("target")
+    if not name:
+        raise InvalidRequest("target", "is required: the target whose object's history to show")
+    target = enabled_target(settings, name)
+    raw_id = params.get("id")
+    if raw_id is None:
+        raise InvalidRequest("id", f"is required: the id of the {target.noun} ({LISTER_HINT})")
+    try:
+        object_id = validate_object_id(raw_id)
+    except InvalidObjectId as exc:
+        raise InvalidRequest("id", str(exc)) from None
+    if settings.tenants and params.get("tenant") is None:
+        raise InvalidRequest("tenant", "is required with TENANT_IDS: the tenant the object belongs to")
+    (tenant,) = tenancy.selected(settings, [params["tenant"]] if "tenant" in params else None, "tenant")
+    if not settings.stored:
+        raise StoreUnavailable("no storage account is set (AzureWebJobsStorage), so no history is kept")
+    entries = store.object_history(settings, tenant, target.name, object_id)
+    body: dict[str, Any] = {"tenant": tenant, "target": target.name, "id": object_id, "history": entries}
+    return WebhookAnswer(200, body if tenant else {k: v for k, v in body.items() if k != "tenant"})
 
 
 def enabled_target(settings: Settings, name: str) -> Target:
@@ -329,6 +386,8 @@ def _state(
         part = reports[0].as_dict()
         legacy.state_answer(body, part, settings.ids_for(legacy.TARGET))
         body.update(part)
+        if settings.stored:
+            status.last_outcomes(settings, body)
     failed = [state for state in states if state.error is not None]
     if failed and len(failed) == len(states):
         worst = _worst(failed)

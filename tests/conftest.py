@@ -17,11 +17,19 @@ import sync_http
 import sync_tenant
 import sync_timer
 from shared.process import PROCESS
-from shared.settings import SETTING_NAMES
+from shared.settings import SETTING_NAMES, STORAGE_SETTINGS
 from tests.emulator import Emulator, emulator_settings, free_port
 
 # Everything the app reads, plus what the platform sets, so no value from this machine leaks into a test.
-APP_SETTINGS = (*SETTING_NAMES, "SYNC_SCHEDULE", "IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET")
+APP_SETTINGS = (
+    *SETTING_NAMES,
+    *STORAGE_SETTINGS,
+    "AzureWebJobsStorage__queueServiceUri",
+    "SYNC_SCHEDULE",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+)
 
 
 class QueueOut(func.Out[list[str]]):

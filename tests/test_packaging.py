@@ -98,10 +98,15 @@ def test_host_json_retries_a_failed_tenant_with_a_back_off_then_poisons_it() -> 
     assert queues["messageEncoding"] == "base64"
 
 
-def test_requirements_are_exactly_the_three_runtime_packages() -> None:
+def test_requirements_are_exactly_the_four_runtime_packages() -> None:
     lines = [ln for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln and not ln.startswith("#")]
 
-    assert [re.split(r"[<>=!~ ]", ln)[0] for ln in lines] == ["azure-functions", "azure-identity", "requests"]
+    assert [re.split(r"[<>=!~ ]", ln)[0] for ln in lines] == [
+        "azure-functions",
+        "azure-identity",
+        "requests",
+        "azure-data-tables",
+    ]
 
 
 def test_funcignore_keeps_tests_and_tooling_out_of_the_package() -> None:

@@ -102,3 +102,123 @@ def test_a_queued_tenant_writes_its_own_partition(azurite: Azurite, monkeypatch:
     found: dict[Any, store.StoredTenant] = tables(azurite).tenants()
     assert list(found) == [T2]
     assert [o.outcome["outcome"] for o in found[T2].objects] == ["accepted"]
+
+
+@pytest.fixture
+def stored_tenants(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Any:
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    for table in (store.STATE_TABLE, store.HISTORY_TABLE):
+        service.delete_table(table)
+    with Emulator(entra=True) as emulator:
+        emulator.add_tenant(T1)
+        emulator.add_tenant(T2)
+        yield use(emulator, monkeypatch, AzureWebJobsStorage=azurite.connection_string, EXPIRY_WARNING_DAYS="30")
+
+
+def test_get_with_tenant_ids_answers_from_the_store_with_no_graph_call(stored_tenants: Emulator) -> None:
+    deliver(json.dumps({"tenant": T1}))
+    before = len(stored_tenants.calls())
+
+    answer = call_webhook("GET")
+
+    assert answer.status == 200
+    assert answer.json["source"] == "store"
+    first, second = answer.json["tenants"][T1], answer.json["tenants"][T2]
+    assert first["asOf"] is not None
+    (connector,) = first["targets"]["exchangeConnectors"]["objects"]
+    assert connector["lastOutcome"]["outcome"] == "accepted"
+    assert connector["serverName"]
+    assert second == {"asOf": None, "targets": {}, "expiry": {"findings": [], "objects": []}}  # not synced yet
+    assert len(stored_tenants.calls()) == before
+
+
+def test_get_live_reads_graph_for_the_tenants_named(stored_tenants: Emulator) -> None:
+    answer = call_webhook("GET", params={"live": "true", "tenant": T2})
+
+    assert answer.status == 200
+    assert "source" not in answer.json
+    assert list(answer.json["tenants"]) == [T2]
+    assert stored_tenants.calls("list")
+
+
+def test_live_is_true_or_false(stored_tenants: Emulator) -> None:
+    answer = call_webhook("GET", params={"live": "yes"})
+
+    assert answer.status == 400
+    assert answer.json["error"]["field"] == "live"
+
+
+def test_get_live_over_more_than_ten_tenants_is_400_naming_live(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Emulator(entra=True) as emulator:
+        for n in range(1, 12):
+            emulator.add_tenant(f"c00000{n:02d}-0000-4000-8000-0000000000{n:02d}")
+        use(emulator, monkeypatch, AzureWebJobsStorage=azurite.connection_string)
+
+        answer = call_webhook("GET", params={"live": "true"})
+
+        assert answer.status == 400
+        assert answer.json["error"]["field"] == "live"
+        assert emulator.calls() == []
+
+
+def test_a_single_tenants_live_answer_carries_each_objects_stored_last_outcome(stored: Emulator) -> None:
+    call_webhook()
+
+    answer = call_webhook("GET")
+
+    objects = answer.json["targets"]["exchangeConnectors"]["objects"]
+    assert {o["id"]: o["lastOutcome"]["outcome"] for o in objects} == {A: "accepted", B: "accepted"}
+
+
+def test_history_answers_an_objects_outcomes_newest_first(stored: Emulator) -> None:
+    stored.fault("sync", status=403, code="Forbidden")
+    call_webhook(body={"connectorIds": [A]})
+    call_webhook(body={"connectorIds": [A]})
+
+    answer = call_webhook("GET", target="history", params={"target": "exchangeConnectors", "id": A})
+
+    assert answer.status == 200
+    assert [h["outcome"] for h in answer.json["history"]] == ["accepted", "failed"]
+    assert answer.json["history"][1]["graphStatus"] == 403
+    assert answer.json["history"][1]["errorCode"] == "graphForbidden"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"id": A}, "target"),
+        ({"target": "exchangeConnectors"}, "id"),
+        ({"target": "exchangeConnectors", "id": "../../users"}, "id"),
+        ({"target": "exchangeConnectors", "id": A, "tenant": T1}, "tenant"),
+    ],
+)
+def test_history_names_the_field_that_is_wrong(stored: Emulator, params: dict[str, str], field: str) -> None:
+    answer = call_webhook("GET", target="history", params=params)
+
+    assert answer.status == 400
+    assert answer.json["error"]["field"] == field
+
+
+def test_history_with_tenant_ids_needs_the_tenant(stored_tenants: Emulator) -> None:
+    answer = call_webhook("GET", target="history", params={"target": "exchangeConnectors", "id": A})
+
+    assert answer.status == 400
+    assert answer.json["error"]["field"] == "tenant"
+
+
+def test_a_store_that_is_down_answers_503_with_the_live_way_round(
+    stored_tenants: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = closed_port_url().removesuffix("/msi/token")
+    monkeypatch.setenv(
+        "AzureWebJobsStorage",
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;TableEndpoint={endpoint}/devstoreaccount1;",
+    )
+
+    answer = call_webhook("GET")
+
+    assert answer.status == 503
+    assert answer.json["error"]["code"] == "storeUnavailable"
+    assert "live=true" in answer.json["error"]["remedy"]
