@@ -51,6 +51,7 @@ OUTCOME_FIELDS = (
     "clientRequestId",
     "message",
     "nextAllowedAt",
+    "remedy",
 )
 
 
@@ -176,6 +177,8 @@ class Store:
 def _outcome(result: ObjectResult) -> dict[str, Any]:
     """The result as a run's answer shows it; Table storage keeps no nulls, so absent fields are left out."""
     shown = result.as_dict()
+    if result.error is not None:
+        shown["remedy"] = result.error.remedy(TARGETS[result.target], tenant=result.tenant)
     return {name: shown[name] for name in OUTCOME_FIELDS if shown.get(name) is not None}
 
 

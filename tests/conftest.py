@@ -13,6 +13,7 @@ import pytest
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
+import status_page
 import sync_http
 import sync_tenant
 import sync_timer
@@ -136,6 +137,19 @@ def call_webhook(
     response = sync_http.main(request, queue)
     body = response.get_body().decode()
     return Answer(response.status_code, dict(response.headers), response.mimetype, body, tuple(queue.get()))
+
+
+def open_status(params: dict[str, str] | None = None) -> Answer:
+    """``GET /api/status`` as the host invokes it, with a function key in the query."""
+    request = func.HttpRequest(
+        method="GET",
+        url="https://intune-sync.azurewebsites.net/api/status",
+        headers={},
+        params={"code": "function-key-secret", **(params or {})},
+        body=b"",
+    )
+    response = status_page.main(request)
+    return Answer(response.status_code, dict(response.headers), response.mimetype, response.get_body().decode())
 
 
 def fire_timer(past_due: bool = False) -> list[str]:

@@ -17,7 +17,7 @@ from scripts.package import app_folders, build
 from shared import dispatch
 
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("sync_timer", "sync_http", "sync_tenant")
+FUNCTIONS = ("sync_timer", "sync_http", "sync_tenant", "status_page")
 QUEUE_OUTPUT = {
     "name": "tenantqueue",
     "type": "queue",

@@ -34,7 +34,7 @@ from tests.functions_host.frontend import FrontEnd
 from tests.functions_host.host import FunctionsHost
 
 APP_ROOT = Path(__file__).resolve().parent.parent
-APP_FILES = ("host.json", "shared", "sync_http", "sync_tenant", "sync_timer")
+APP_FILES = ("host.json", "shared", "status_page", "sync_http", "sync_tenant", "sync_timer")
 URL = "http://localhost:7071/api/sync?code=function-key-secret"
 
 
@@ -60,6 +60,7 @@ def app_copy(tmp_path: Path) -> Path:
 
 def test_every_function_loads_in_the_worker(host: FunctionsHost) -> None:
     assert {name: result.error for name, result in host.loaded.items()} == {
+        "status_page": None,
         "sync_http": None,
         "sync_tenant": None,
         "sync_timer": None,

@@ -219,3 +219,24 @@ def test_two_tenants_device_writes_in_one_worker_each_fill_their_own_window(queu
             assert len(written) == 300
             assert fleet.throttled == 0
             assert busiest > 150  # a pace shared by the process would give each tenant about 97 a window
+
+
+def test_the_status_page_shows_what_the_queued_invocations_stored(
+    host: FunctionsHost, queues: Queues, azurite: Azurite
+) -> None:
+    from azure.data.tables import TableServiceClient  # noqa: PLC0415 - this test alone empties the tables
+
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    for table in ("syncstate", "synchistory"):
+        service.delete_table(table)
+    assert host.invoke_timer("sync_timer").succeeded
+    host.listen()
+    ended(host, 3)
+
+    page = host.invoke_http("status_page", "GET", "http://localhost/api/status?code=function-key").http
+
+    assert page is not None and page.status == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "<li><b>3</b>tenants</li>" in page.body.decode()
+    assert "<li><b>0</b>failures</li>" in page.body.decode()
