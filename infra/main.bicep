@@ -92,6 +92,8 @@ var hostSettings = {
   AzureWebJobsStorage__accountName: storage.name
   AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
   AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+  // The app's stored state (shared/store.py): its tables, created by the app on first use.
+  AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
   AzureWebJobsStorage__credential: 'managedidentity'
   // sync_tenant runs host.json's batchSize (16) messages at once: the worker's threads must let it.
   PYTHON_THREADPOOL_THREAD_COUNT: '16'
@@ -135,6 +137,8 @@ var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 // The queue trigger reads, updates and deletes messages and moves the last try to the poison queue; the timer and
 // the webhook put messages: Contributor covers all of it (Message Processor plus Sender would not create the queue).
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+// The stored state: the app creates its two tables and reads and writes their rows.
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
@@ -313,6 +317,17 @@ resource queueAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// The stored state (syncstate, synchistory), through the same identity.
+resource tableAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, storageTableDataContributor)
+  scope: storage
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+  }
+}
+
 // Application Insights accepts telemetry only from Entra ID (DisableLocalAuth): the identity may publish it.
 resource telemetryAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(insights.id, identityPrincipalId, monitoringMetricsPublisher)
@@ -478,6 +493,8 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview'
 
 output functionAppName string = app.name
 output webhookUrl string = 'https://${app.properties.defaultHostName}/api/sync'
+@description('The status page; add ?code=<function key> to open it in a browser.')
+output statusPageUrl string = 'https://${app.properties.defaultHostName}/api/status'
 @description('Object id of the app\'s managed identity: what `python -m shared grant --principal-id` takes.')
 output identityPrincipalId string = identityPrincipalId
 output graphPermissionGranted bool = grantGraphPermission && !manyTenants

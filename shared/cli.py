@@ -13,9 +13,9 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 from shared import doctor, legacy, run, status, watch
 from shared import tenants as tenancy
@@ -26,12 +26,13 @@ from shared.errors import (
     GraphNotFound,
     InvalidObjectId,
     InvalidRequest,
+    StoreUnavailable,
     SyncAppError,
 )
 from shared.graph import Deadline
 from shared.permissions import grant_app_roles, token_claims
 from shared.process import PROCESS
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 from shared.targets import SYNC_TYPES, TARGETS, permissions_for
 from shared.targets.base import validate_object_id
 
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("status", help="each target's objects and their state")
     show.add_argument("--json", action="store_true", help="JSON (as GET /api/sync's targets) instead of tables")
+    show.add_argument("--live", action="store_true", help="read Graph, not the stored results (with a storage account)")
     _target_option(show)
     _tenant_option(show)
     show.set_defaults(command=_status)
@@ -210,6 +212,8 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
     """Each target's objects (per tenant with TENANT_IDS); configured ids the tenant does not have and targets that
     cannot be read make it 1."""
     settings = load_settings()
+    if settings.stored and not args.live:
+        return _stored_status(settings, args, out)
     reports = status.tenant_reports(settings, _tenants(args), _targets(args))
     if args.json:
         parts = {report.tenant: report.as_dict() for report in reports}
@@ -240,6 +244,45 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
                     print(f"fix: {advice}", file=notes)
             problems = problems or bool(state.missing or state.error)
     return 1 if problems else 0
+
+
+def _stored_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    """The stored results (no Graph call): each object's last outcome, and each tenant's expiry standing; 1 when an
+    object's last outcome failed."""
+    tenants = _tenants(args)
+    try:
+        found = status.stored_tenants(settings, tenants)
+    except StoreUnavailable as exc:
+        print(f"error: {exc}\nfix: {exc.remedy(lister=LISTER)} Or run it with --live.", file=out)
+        return 1
+    if args.json:
+        print(json.dumps({"source": "store", "tenants": found}, indent=2), file=out)
+    else:
+        _print_stored(found, _targets(args) or settings.targets, out)
+    failed = any(
+        obj["lastOutcome"].get("outcome") == "failed"
+        for shown in found.values()
+        for target in shown["targets"].values()
+        for obj in target["objects"]
+    )
+    return 1 if failed else 0
+
+
+def _print_stored(found: dict[str, Any], names: Sequence[str], out: TextIO) -> None:
+    for tenant, shown in found.items():
+        print(f"tenant {tenant}: stored {shown['asOf'] or 'never (not synced yet)'}", file=out)
+        for name, target in shown["targets"].items():
+            for obj in target["objects"] if name in names else ():
+                last = obj["lastOutcome"]
+                said = last.get("outcome", "?") + (f" ({last['reason']})" if last.get("reason") else "")
+                print(f"  {name:<45} {obj['id'] or '-':<36}  {said:<22} {last['at']}", file=out)
+        for standing in shown["expiry"]["objects"]:
+            left = standing.get("daysLeft")
+            print(
+                f"  expiry {standing['target']:<38} {standing['id']:<36}  days left {'-' if left is None else left:<5} "
+                f"{standing.get('problem') or 'ok'}",
+                file=out,
+            )
 
 
 def _print_table(state: status.TargetState, out: TextIO) -> None:

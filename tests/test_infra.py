@@ -95,7 +95,7 @@ def test_storage_takes_no_account_keys_and_the_host_uses_the_identity(main: dict
     assert by_user_identity["type"] == "UserAssignedIdentity"
 
 
-def test_identity_gets_blob_data_owner_queue_data_contributor_and_metrics_publisher(main: dict[str, Any]) -> None:
+def test_identity_gets_blob_owner_queue_and_table_contributor_and_metrics_publisher(main: dict[str, Any]) -> None:
     assignments = {
         name: config(main, name)["properties"]
         for name, resource in main["resources"].items()
@@ -108,7 +108,11 @@ def test_identity_gets_blob_data_owner_queue_data_contributor_and_metrics_publis
     assert main["variables"]["storageQueueDataContributor"]["value"] == "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
     queue_role = assignments["queueAccess"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
     assert queue_role == "storageQueueDataContributor"
-    assert len(assignments) == 3
+    assert main["variables"]["storageTableDataContributor"]["value"] == "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+    table_role = assignments["tableAccess"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+    assert table_role == "storageTableDataContributor"
+    assert len(assignments) == 4
+    assert "AzureWebJobsStorage__tableServiceUri" in main["variables"]["hostSettings"]["value"]
 
 
 def test_the_tenants_queue_and_its_poison_queue_exist_and_the_host_reaches_them_by_identity(

@@ -3,6 +3,7 @@ never costing a sync."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from shared import store
+from shared.cli import main as cli_main
 from tests.conftest import call_webhook, closed_port_url, deliver, fire_timer, use
 from tests.emulator import CUSTOMER_TENANT_IDS, Emulator, apns_certificate
 from tests.functions_host.storage import Azurite
@@ -222,3 +224,19 @@ def test_a_store_that_is_down_answers_503_with_the_live_way_round(
     assert answer.status == 503
     assert answer.json["error"]["code"] == "storeUnavailable"
     assert "live=true" in answer.json["error"]["remedy"]
+
+
+def test_status_reads_the_store_and_live_reads_graph(stored_tenants: Emulator) -> None:
+    deliver(json.dumps({"tenant": T1}))
+    before = len(stored_tenants.calls())
+    out = io.StringIO()
+
+    code = cli_main(["status"], out=out)
+
+    assert code == 0, out.getvalue()
+    assert f"tenant {T1}: stored 20" in out.getvalue()
+    assert f"tenant {T2}: stored never (not synced yet)" in out.getvalue()
+    assert "accepted" in out.getvalue()
+    assert len(stored_tenants.calls()) == before
+    assert cli_main(["status", "--live", "--tenant", T2], out=io.StringIO()) == 0
+    assert len(stored_tenants.calls()) > before
