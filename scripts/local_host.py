@@ -137,7 +137,7 @@ def shown_body(call: Received) -> str:
     )
 
 
-def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+def call(port: int, method: str, path: str, body: dict[str, Any] | None = None, *, quiet: bool = False) -> int:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
     request.add_header("Content-Type", "application/json")
@@ -147,7 +147,7 @@ def call(port: int, method: str, path: str, body: dict[str, Any] | None = None) 
             status, text = answer.status, answer.read().decode()
     except HTTPError as failed:
         status, text = failed.code, failed.read().decode()
-    print(f"  -> HTTP {status}\n{text}" if text else f"  -> HTTP {status}")
+    print(f"  -> HTTP {status}\n{text}" if text and not quiet else f"  -> HTTP {status}")
     return status
 
 
@@ -161,6 +161,8 @@ def run_once(port: int, tenants: int, targets: tuple[str, ...], host: FunctionsH
             time.sleep(0.05)
     for method, path, body in demo_calls(tenants, targets):
         call(port, method, path, body)
+    print(f"\nThe stored results, as a page: http://localhost:{port}/api/status (make serve keeps it up)")
+    call(port, "GET", "/api/status", quiet=True)
 
 
 def app_settings(emulator: Emulator) -> dict[str, str]:
@@ -255,13 +257,11 @@ def main() -> int:
     settings = {"SYNC_SCHEDULE": "0 */15 * * * *"}
     stop: list[Callable[[], None]] = []
     try:
-        queues = None
-        if args.tenants:
-            try:
-                queues = storage_account(settings, stop)
-            except AzuriteMissing as missing:
-                print(f"{missing}.", file=sys.stderr)
-                return 1
+        try:  # against your own tenant (--live), the stored results stay off: there is no storage account here
+            queues = None if args.live else storage_account(settings, stop)
+        except AzuriteMissing as missing:
+            print(f"{missing}.", file=sys.stderr)
+            return 1
         if not args.live:
             emulator = start_emulator(args.tenants, settings, stop)
         reporter = Reporter(emulator)
@@ -277,6 +277,8 @@ def main() -> int:
         server = FrontEnd(host, args.port, reporter).serve()
         stop.insert(0, server.server_close)
         print(f"Serving http://localhost:{args.port}/api/sync (fire the timer: POST /admin/functions/sync_timer)")
+        if queues is not None:
+            print(f"Status page: http://localhost:{args.port}/api/status")
         if args.once:
             threading.Thread(target=server.serve_forever, daemon=True).start()
             targets = settings.get("SYNC_TARGETS", demo_settings()["SYNC_TARGETS"])

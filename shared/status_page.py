@@ -36,8 +36,11 @@ details{background:#fff;border:1px solid #ddd;border-radius:6px;margin:.4rem 0;p
 summary{cursor:pointer;font-weight:600;overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%;margin:.4rem 0}
 td,th{text-align:left;padding:.25rem .4rem;border-top:1px solid #eee;vertical-align:top;overflow-wrap:anywhere}
+td:first-child{width:24%}
 .red{background:#fde2e1;color:#8a1c14}.amber{background:#fff1cc;color:#6b4a00}.ok{color:#1d6b2f}
 .fix{color:#444;font-size:.92em}nav a{margin-right:1rem}
+@media (max-width:640px){table,tbody,tr,td{display:block}tr:first-child{display:none}
+tr{border-top:1px solid #ddd;padding:.3rem 0}td{border:0;padding:.1rem .4rem}}
 """.strip()
 STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 HEADERS = {
@@ -126,7 +129,7 @@ def _view(settings: Settings, tenant: str | None, stored: Any) -> TenantView:
         outcome = obj.outcome
         failed = outcome.get("outcome") == "failed"
         view.failures += failed
-        name = next((str(obj.fields[f]) for f in NAME_FIELDS if obj.fields.get(f)), obj.id or "(listing)")
+        name = next((str(obj.fields[f]) for f in NAME_FIELDS if obj.fields.get(f)), obj.id or "listing")
         said = outcome.get("outcome") or "?"
         if outcome.get("reason"):
             said += f" ({outcome['reason']})"

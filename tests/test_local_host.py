@@ -149,6 +149,9 @@ def test_demo_runs_as_the_readme_describes_it() -> None:
     assert f"expires in {days[1]} day(s)" in run.stdout
     assert "expiry-warning target=vppTokens" in run.stdout
     assert "== sync_timer (fired by hand): succeeded" in run.stdout
+    assert '"stored": true' in run.stdout  # Azurite is the demo's storage account
+    assert "The stored results, as a page: http://localhost:" in run.stdout
+    assert "== GET /api/status: HTTP 200" in run.stdout
 
 
 def test_demo_exits_non_zero_when_its_calls_fail() -> None:
