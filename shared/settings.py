@@ -84,7 +84,10 @@ def _from_environment() -> Settings:
 
 def remember_secrets(env: Mapping[str, str]) -> None:
     """The secrets among the settings, so no log line or answer can carry them (shared.redaction)."""
-    remember(env.get("IDENTITY_HEADER"), env.get("WEBHOOK_HMAC_SECRET"))
+    storage = dict(
+        part.split("=", 1) for part in env.get("AzureWebJobsStorage", "").split(";") if "=" in part
+    )  # a connection string's account key (locally; in Azure the host uses the identity)
+    remember(env.get("IDENTITY_HEADER"), env.get("WEBHOOK_HMAC_SECRET"), storage.get("AccountKey"))
 
 
 def parse_settings(env: Mapping[str, str]) -> Settings:

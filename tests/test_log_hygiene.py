@@ -99,3 +99,15 @@ def test_the_identity_header_stays_scrubbed_however_many_tenants_tokens_came_aft
     logging.getLogger("shared").warning("echoed %s and %s", app_env.identity_header, "a-customer-tenant-token-0999")
 
     assert caplog.records[-1].getMessage() == "echoed <redacted> and <redacted>"
+
+
+def test_a_storage_connection_strings_account_key_never_reaches_a_log(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "c3RvcmFnZS1hY2NvdW50LWtleS1zZWNyZXQ="
+    monkeypatch.setenv("AzureWebJobsStorage", f"DefaultEndpointsProtocol=http;AccountName=a;AccountKey={key};")
+    call_webhook()
+
+    logging.getLogger("shared").warning("echoed %s", key)
+
+    assert caplog.records[-1].getMessage() == "echoed <redacted>"

@@ -240,3 +240,18 @@ def test_status_reads_the_store_and_live_reads_graph(stored_tenants: Emulator) -
     assert len(stored_tenants.calls()) == before
     assert cli_main(["status", "--live", "--tenant", T2], out=io.StringIO()) == 0
     assert len(stored_tenants.calls()) > before
+
+
+def test_a_timer_run_with_the_store_down_still_syncs_and_logs_it_once(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint = closed_port_url().removesuffix("/msi/token")
+    monkeypatch.setenv(
+        "AzureWebJobsStorage",
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;TableEndpoint={endpoint}/devstoreaccount1;",
+    )
+
+    fire_timer()  # does not raise: every sync was accepted
+
+    assert len(app_env.calls("sync")) == 2
+    assert len([r for r in caplog.records if "not stored" in r.getMessage()]) == 1
