@@ -223,7 +223,7 @@ def sync_and_watch(
 
         def check(tenant: str | None) -> None:
             graph = client_for(settings.graph, tenant)
-            found = watch.check(graph, settings.expiry_warning_days, deadline, report.read.get(tenant), tenant)
+            found = watch.check(graph, watch.rules_for(settings), deadline, report.read.get(tenant), tenant)
             watch.log_findings(found)
             watched[tenant] = found
 

@@ -29,6 +29,7 @@ class Settings:
     min_interval: float = 0
     webhook_secret: str | None = field(default=None, repr=False)
     expiry_warning_days: int = 30
+    expiry_critical_days: int = 7
     # Customer tenants (TENANT_IDS); empty: the app's own tenant alone.
     tenants: tuple[str, ...] = ()
     tenant_concurrency: int = 8
@@ -62,6 +63,7 @@ APP_SETTING_NAMES = (
     "SYNC_MIN_INTERVAL_SECONDS",
     "WEBHOOK_HMAC_SECRET",
     "EXPIRY_WARNING_DAYS",
+    "EXPIRY_CRITICAL_DAYS",
     "TENANT_IDS",
     "TENANT_APP_CLIENT_ID",
     "TENANT_CONCURRENCY",
@@ -118,6 +120,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         min_interval=number("SYNC_MIN_INTERVAL_SECONDS", default=0, low=0, high=86400),
         webhook_secret=env.get("WEBHOOK_HMAC_SECRET") or None,
         expiry_warning_days=int(number("EXPIRY_WARNING_DAYS", default=30, low=0, high=365, whole=True)),
+        expiry_critical_days=int(number("EXPIRY_CRITICAL_DAYS", default=7, low=0, high=365, whole=True)),
         tenants=tenants,
         tenant_concurrency=int(number("TENANT_CONCURRENCY", default=8, low=1, high=64, whole=True)) if tenants else 8,
         options=MappingProxyType(options),

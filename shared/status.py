@@ -125,7 +125,7 @@ def expiry_watch(
     read = {state.target: state.objects for state in states if state.error is None and not state.missing}
     return watch.check(
         client_for(settings.graph, tenant),
-        settings.expiry_warning_days,
+        watch.rules_for(settings),
         deadline or Deadline(settings.graph.time_budget),
         read,
     )

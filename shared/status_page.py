@@ -119,10 +119,14 @@ def _view(settings: Settings, tenant: str | None, stored: Any) -> TenantView:
         return view
     for standing in sorted(stored.expiry, key=lambda s: (s.get("daysLeft") is None, s.get("daysLeft") or 0)):
         left = standing.get("daysLeft")
-        tone = _tone(left, settings.expiry_warning_days)
+        tone = {"critical": "red", "warning": "amber"}.get(standing.get("severity") or "") or _tone(
+            left, settings.expiry_warning_days
+        )
         view.expired += left is not None and left < 0
         view.expiring += left is not None and 0 <= left <= settings.expiry_warning_days
         days = "no expiry" if left is None else (f"expired {-left} days ago" if left < 0 else f"{left} days left")
+        if standing.get("problem") and left is None:
+            days = str(standing["problem"])
         what = f"{standing.get('name') or standing.get('target')} ({standing.get('target')})"
         view.rows.append((tone, what, days, standing.get("fix") or "" if tone else ""))
     for obj in stored.objects:

@@ -55,7 +55,7 @@ OUTCOME_FIELDS = (
 )
 
 
-STANDING_FIELDS = ("target", "id", "name", "expires", "daysLeft", "problem", "fix")
+STANDING_FIELDS = ("target", "id", "name", "expires", "daysLeft", "problem", "fix", "severity")
 
 
 class StoredObject(NamedTuple):

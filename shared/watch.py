@@ -24,8 +24,9 @@ from shared.errors import (
     contained,
 )
 from shared.graph import Deadline, GraphClient
-from shared.targets import WATCHED, SyncObject
-from shared.targets.base import Standing
+from shared.settings import Settings
+from shared.targets import JUDGED, WATCHED, SyncObject
+from shared.targets.base import Standing, WatchRules
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +65,28 @@ class WatchReport(NamedTuple):
         }
 
 
+def rules_for(settings: Settings) -> WatchRules:
+    """The watch's thresholds from the settings: EXPIRY_WARNING_DAYS, EXPIRY_CRITICAL_DAYS, each target's own."""
+    return WatchRules(
+        timedelta(days=settings.expiry_warning_days), timedelta(days=settings.expiry_critical_days), settings.options
+    )
+
+
 def check(
     graph: GraphClient,
-    warning_days: int,
+    rules: WatchRules,
     deadline: Deadline,
     already_read: Mapping[str, Sequence[SyncObject]] | None = None,
     tenant: str | None = None,
 ) -> WatchReport:
-    """Every watched object's standing; ``already_read`` objects (by target) are not read again."""
+    """Every watched object's standing; ``already_read`` objects (by target) are not read again, and the targets
+    that are only judged (shared.targets.JUDGED) are judged from them alone."""
     now = datetime.now(timezone.utc)
-    warning = timedelta(days=warning_days)
     standings: list[Standing] = []
     unchecked: list[Unchecked] = []
     stopped: SyncAppError | None = None
-    for name, watched in WATCHED.items():
+    judged = {name: target for name, target in JUDGED.items() if name in (already_read or {})}
+    for name, watched in {**WATCHED, **judged}.items():
         objects = (already_read or {}).get(name)
         if objects is None and stopped is not None:
             unchecked.append(Unchecked(name, watched.permission, f"not checked: {stopped.kind}"))
@@ -95,13 +104,13 @@ def check(
                 continue
         for obj in objects:
             try:
-                standing = contained(log, f"judging {name} {obj.id}", partial(watched.standing, obj, now, warning))
+                standing = contained(log, f"judging {name} {obj.id}", partial(watched.standing, obj, now, rules))
             except InternalError as exc:
                 unchecked.append(Unchecked(name, watched.permission, f"not checked: {exc}"))
                 continue
             if standing is not None:
                 standings.append(standing)
-    return WatchReport(tuple(standings), tuple(unchecked), warning_days, now, tenant)
+    return WatchReport(tuple(standings), tuple(unchecked), rules.warning.days, now, tenant)
 
 
 def log_findings(report: WatchReport) -> None:
@@ -109,11 +118,12 @@ def log_findings(report: WatchReport) -> None:
     tenant = f" tenant={report.tenant}" if report.tenant else ""
     for finding in report.findings:
         log.warning(
-            "%s%s target=%s id=%s expires=%s days-left=%s: %s %s. Fix: %s",
+            "%s%s target=%s id=%s severity=%s expires=%s days-left=%s: %s %s. Fix: %s",
             LOG_PREFIX,
             tenant,
             finding.target,
             finding.id,
+            finding.severity,
             finding.expires.date().isoformat() if finding.expires else "-",
             finding.days_left(report.at) if finding.expires else "-",
             finding.name,

@@ -15,7 +15,7 @@ from shared.targets import (
 )
 from shared.targets.base import Skip, SyncObject, Target
 
-__all__ = ["DEFAULT", "SYNC_TYPES", "TARGETS", "WATCHED", "Skip", "SyncObject", "Target", "permissions_for"]
+__all__ = ["DEFAULT", "JUDGED", "SYNC_TYPES", "TARGETS", "WATCHED", "Skip", "SyncObject", "Target", "permissions_for"]
 
 TARGETS: dict[str, Target] = {
     target.name: target
@@ -42,6 +42,13 @@ WATCHED: dict[str, Target] = {
         dep_onboarding_settings.TARGET,
         android_managed_store.TARGET,
     )
+}
+
+
+# Judged from what a run that syncs them has read, never read for the watch alone: Autopilot's and the driver
+# inventory's last sync.
+JUDGED: dict[str, Target] = {
+    target.name: target for target in (windows_autopilot_settings.TARGET, windows_driver_update_profiles.TARGET)
 }
 
 

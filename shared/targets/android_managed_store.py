@@ -8,10 +8,28 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from shared.targets.base import CONFIGURATION_READ_WRITE, Skip, Standing, SyncObject, Target
+from shared.setting_reader import Setting, SettingReader
+from shared.targets.base import (
+    CONFIGURATION_READ_WRITE,
+    Skip,
+    Standing,
+    SyncObject,
+    Target,
+    WatchRules,
+    stale_since,
+)
 
 BOUND = ("bound", "boundAndValidated")
 HEALTHY_APP_SYNC = ("success", "none")
+STALE = timedelta(days=7)  # MANAGED_PLAY_SYNC_STALE_DAYS' default
+WHERE = "the Intune admin center: Tenant administration > Connectors and tokens > Managed Google Play"
+# Graph's failing app sync statuses, each with what to do; any other value is "not checked", never a finding.
+STATUS_FIXES = {
+    "credentialsNotValid": f"The binding's Google account no longer signs in: have its owner sign in again in {WHERE}.",
+    "androidForWorkApiError": f"Google's API refused the app sync: sync again in {WHERE}; if it persists, re-bind.",
+    "managementServiceError": f"Intune's service failed the app sync: sync again later in {WHERE}.",
+    "unknownError": f"The app sync failed for a reason Google did not give: sync again in {WHERE}.",
+}
 
 
 class AndroidManagedStoreAccountEnterpriseSettings(Target):
@@ -23,6 +41,16 @@ class AndroidManagedStoreAccountEnterpriseSettings(Target):
     single = True
     state_fields = ("bindStatus", "lastAppSyncDateTime", "lastAppSyncStatus", "ownerUserPrincipalName")
     noun = "Managed Google Play"
+    settings = (
+        Setting(
+            "MANAGED_PLAY_SYNC_STALE_DAYS",
+            "`7`",
+            "The watch warns when Managed Google Play, bound, has not synced its apps for this many days, 1\u2013365.",
+        ),
+    )
+
+    def options(self, read: SettingReader) -> timedelta:
+        return timedelta(days=read.number("MANAGED_PLAY_SYNC_STALE_DAYS", default=7, low=1, high=365))
 
     def before_sync(self, obj: SyncObject, now: datetime) -> Skip | None:
         status = obj.text("bindStatus")
@@ -33,17 +61,22 @@ class AndroidManagedStoreAccountEnterpriseSettings(Target):
             )
         return None
 
-    def standing(self, obj: SyncObject, now: datetime, warning: timedelta) -> Standing:
-        """Not bound is no finding (the tenant does not use Managed Google Play); a failing app sync is."""
+    def standing(self, obj: SyncObject, now: datetime, rules: WatchRules) -> Standing:
+        """Not bound is no finding (the tenant does not use Managed Google Play); a failing or stale app sync is."""
         status = obj.text("lastAppSyncStatus")
-        problem = None
-        if obj.text("bindStatus") in BOUND and status not in HEALTHY_APP_SYNC:
-            problem = f"its last app sync failed ({status})"
-        fix = (
-            "Check the binding in the Intune admin center: Tenant administration > Connectors and tokens > "
-            "Managed Google Play (a credentialsNotValid status needs the owner account to sign in again)."
-        )
-        return Standing(self.name, obj.id, "Managed Google Play", None, problem, fix if problem else None)
+        name = "Managed Google Play"
+        if obj.text("bindStatus") not in BOUND:
+            return Standing(self.name, obj.id, name, None)
+        if status in STATUS_FIXES:
+            return Standing(
+                self.name, obj.id, name, None, f"its last app sync failed ({status})", STATUS_FIXES[status], "critical"
+            )
+        stale = stale_since(obj.fields.get("lastAppSyncDateTime"), now, rules.options.get(self.name) or STALE)
+        if status in HEALTHY_APP_SYNC and stale is not None:
+            problem = f"it has not synced its apps since {stale.date().isoformat()}"
+            fix = f"Sync the apps (POST /api/sync/{self.name}), and check the binding in {WHERE}."
+            return Standing(self.name, obj.id, name, None, problem, fix, "warning")
+        return Standing(self.name, obj.id, name, None)
 
 
 TARGET = AndroidManagedStoreAccountEnterpriseSettings()

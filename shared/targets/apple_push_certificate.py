@@ -5,9 +5,17 @@ https://learn.microsoft.com/graph/api/resources/intune-devices-applepushnotifica
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from shared.targets.base import SERVICE_CONFIG_READ_WRITE, Standing, SyncObject, Target, expiry_problem, graph_datetime
+from shared.targets.base import (
+    SERVICE_CONFIG_READ_WRITE,
+    Standing,
+    SyncObject,
+    Target,
+    WatchRules,
+    expiry_finding,
+    graph_datetime,
+)
 
 
 class ApplePushNotificationCertificate(Target):
@@ -20,18 +28,17 @@ class ApplePushNotificationCertificate(Target):
     state_fields = ("appleIdentifier", "topicIdentifier", "expirationDateTime", "certificateUploadStatus")
     noun = "Apple push certificate"
 
-    def standing(self, obj: SyncObject, now: datetime, warning: timedelta) -> Standing:
+    def standing(self, obj: SyncObject, now: datetime, rules: WatchRules) -> Standing:
         expires = graph_datetime(obj.fields.get("expirationDateTime"))
-        problem = expiry_problem(expires, now, warning)
+        problem, severity = expiry_finding(expires, now, rules)
         apple_id = obj.text("appleIdentifier") or "the Apple ID that created it"
         fix = (
             f"Renew it in Apple's Push Certificates Portal with the same Apple ID ({apple_id}), then upload it in the "
             "Intune admin center: Devices > Enrollment > Apple > Apple MDM Push certificate. A new certificate from "
             "another Apple ID makes every Apple device re-enrol."
         )
-        return Standing(
-            self.name, obj.id, f"Apple push certificate ({apple_id})", expires, problem, fix if problem else None
-        )
+        name = f"Apple push certificate ({apple_id})"
+        return Standing(self.name, obj.id, name, expires, problem, fix if problem else None, severity)
 
 
 TARGET = ApplePushNotificationCertificate()

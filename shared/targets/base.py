@@ -21,6 +21,9 @@ from shared.setting_reader import Setting, SettingReader
 log = logging.getLogger(__name__)
 
 SkipReason = Literal["notEligible", "alreadyRunning", "tooSoon"]
+# How bad a finding is: critical for expired, within EXPIRY_CRITICAL_DAYS or a failing sync; warning for within
+# EXPIRY_WARNING_DAYS or a sync gone stale.
+Severity = Literal["critical", "warning"]
 # The application permissions the targets need (least privileged for each action; reading needs no more).
 SERVICE_CONFIG_READ_WRITE = "DeviceManagementServiceConfig.ReadWrite.All"
 CONFIGURATION_READ_WRITE = "DeviceManagementConfiguration.ReadWrite.All"
@@ -52,8 +55,18 @@ class Health(NamedTuple):
     fix: str | None = None
 
 
+class WatchRules(NamedTuple):
+    """What makes a watched object a finding, and how bad: EXPIRY_WARNING_DAYS, EXPIRY_CRITICAL_DAYS, and each
+    target's own thresholds (its options, by target name)."""
+
+    warning: timedelta
+    critical: timedelta = timedelta(days=7)
+    options: Mapping[str, Any] = MappingProxyType({})
+
+
 class Standing(NamedTuple):
-    """A watched object's expiry and health. ``problem`` set makes it a finding of the expiry watch."""
+    """A watched object's expiry and health. ``problem`` set makes it a finding of the watch, as bad as
+    ``severity``."""
 
     target: str
     id: str
@@ -61,6 +74,7 @@ class Standing(NamedTuple):
     expires: datetime | None
     problem: str | None = None
     fix: str | None = None
+    severity: Severity | None = None
 
     def days_left(self, now: datetime) -> int | None:
         """Whole days, toward zero: 11.9 days is 11 left, 2.1 days past is -2 (as the problem's wording says)."""
@@ -75,7 +89,23 @@ class Standing(NamedTuple):
             "daysLeft": self.days_left(now),
             "problem": self.problem,
             "fix": self.fix,
+            "severity": self.severity,
         }
+
+
+def expiry_finding(expires: datetime | None, now: datetime, rules: WatchRules) -> tuple[str | None, Severity | None]:
+    """The expiry's problem (see :func:`expiry_problem`) and its severity: critical once expired or within
+    ``rules.critical``, a warning before."""
+    problem = expiry_problem(expires, now, rules.warning)
+    if problem is None or expires is None:
+        return None, None
+    return problem, "critical" if expires - now <= rules.critical else "warning"
+
+
+def stale_since(value: object, now: datetime, after: timedelta) -> datetime | None:
+    """When a sync last succeeded, if that is longer ago than ``after``; None when recent, or unknown (not judged)."""
+    when = graph_datetime(value)
+    return when if when is not None and now - when > after else None
 
 
 def expiry_problem(expires: datetime | None, now: datetime, warning: timedelta) -> str | None:
@@ -208,8 +238,8 @@ class Target:
         """A refusal of the sync action that is one of this target's rules rather than a failure."""
         return None
 
-    def standing(self, obj: SyncObject, now: datetime, warning: timedelta) -> Standing | None:
-        """What the expiry watch says of one object; None for targets it does not watch."""
+    def standing(self, obj: SyncObject, now: datetime, rules: WatchRules) -> Standing | None:
+        """What the watch says of one object; None for targets it does not watch."""
         return None
 
     def health(self, obj: SyncObject, now: datetime, max_age: timedelta) -> Health:

@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from shared.errors import GraphError, GraphThrottled
-from shared.targets.base import SERVICE_CONFIG_READ_WRITE, Skip, SyncObject, Target, graph_datetime, later, too_soon
+from shared.targets.base import (
+    SERVICE_CONFIG_READ_WRITE,
+    Skip,
+    Standing,
+    SyncObject,
+    Target,
+    WatchRules,
+    graph_datetime,
+    later,
+    too_soon,
+)
 
 MANUAL_SYNC_INTERVAL = timedelta(minutes=10)
 
@@ -42,6 +52,24 @@ class WindowsAutopilotSettings(Target):
             allowed = due if due and due > now else now + wait
             return Skip("tooSoon", "Graph answered 429: Autopilot allows a sync at most once every 10 minutes", allowed)
         return None
+
+    def standing(self, obj: SyncObject, now: datetime, rules: WatchRules) -> Standing:
+        """Judged from what the run read when it synced Autopilot: a failed sync is a finding."""
+        failed = obj.text("syncStatus") == "failed"
+        fix = (
+            "Check Windows Autopilot in the Intune admin center (Devices > Enrollment > Windows Autopilot > Devices) "
+            "and sync again (POST /api/sync/windowsAutopilotSettings)."
+        )
+        problem = "its last Autopilot sync failed" if failed else None
+        return Standing(
+            self.name,
+            obj.id,
+            "Windows Autopilot",
+            None,
+            problem,
+            fix if failed else None,
+            "critical" if failed else None,
+        )
 
 
 TARGET = WindowsAutopilotSettings()
