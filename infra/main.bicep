@@ -77,6 +77,18 @@ param alertEmail string = ''
 @secure()
 param alertWebhookUrl string = ''
 
+@description('A Teams workflow\'s URL for changed findings (NOTIFY_TEAMS_WEBHOOK_URL); empty for none. It carries the workflow\'s signature: kept secure, never output.')
+@secure()
+param notifyTeamsWebhookUrl string = ''
+
+@description('Another receiver\'s URL for changed findings, signed with Standard Webhooks (NOTIFY_WEBHOOK_URL); empty for none.')
+@secure()
+param notifyWebhookUrl string = ''
+
+@description('The signing key of notifyWebhookUrl (NOTIFY_WEBHOOK_SECRET): whsec_ and base64.')
+@secure()
+param notifyWebhookSecret string = ''
+
 param tags object = {}
 
 var suffix = take(uniqueString(subscription().id, resourceGroup().id, name), 8)
@@ -121,6 +133,11 @@ var syncSettings = {
   EXCHANGE_CONNECTOR_IDS: exchangeConnectorIds
   GRAPH_ENDPOINT: graphEndpoint
 }
+// Set only where given: an empty notification setting is the same as none.
+var notifySettings = union(
+  empty(notifyTeamsWebhookUrl) ? {} : { NOTIFY_TEAMS_WEBHOOK_URL: notifyTeamsWebhookUrl },
+  empty(notifyWebhookUrl) ? {} : { NOTIFY_WEBHOOK_URL: notifyWebhookUrl, NOTIFY_WEBHOOK_SECRET: notifyWebhookSecret }
+)
 // ManagedIdentityCredential does not read AZURE_CLIENT_ID by itself on App Service: the app passes it.
 var userIdentitySettings = userAssigned ? {
   AzureWebJobsStorage__clientId: identityClientId
@@ -275,7 +292,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: app
   name: 'appsettings'
-  properties: union(hostSettings, syncSettings, userIdentitySettings, tenantSettings)
+  properties: union(hostSettings, syncSettings, userIdentitySettings, tenantSettings, notifySettings)
 }
 
 // Deployments go through Entra ID (OneDeploy); the basic-auth FTP and SCM endpoints stay off.

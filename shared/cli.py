@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
         help="object id of the app's managed identity: checks its grants in the directory when doctor runs "
         "with your own sign-in (az login) instead of the identity's",
     )
+    check.add_argument(
+        "--notify-test",
+        action="store_true",
+        help="send one test message to each notification destination (NOTIFY_*) and report its answer",
+    )
     _target_option(check)
     _tenant_option(check)
     check.set_defaults(command=_doctor)
@@ -191,6 +196,8 @@ def _signed_in_as(token: str) -> str:
 
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
+    if args.notify_test:
+        return _notify_test(out)
     findings = doctor.diagnose(
         max_age=timedelta(hours=args.max_age_hours),
         principal_id=args.principal_id,
@@ -206,6 +213,23 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     if any(f.invalid_setting for f in findings):
         return 2
     return 0 if not problems else 1
+
+
+def _notify_test(out: TextIO) -> int:
+    """One test message to each configured destination; 1 when one did not take it (or none is configured)."""
+    from shared import notify  # noqa: PLC0415 - only for this option
+
+    settings = load_settings()
+    card, payload = notify.test_messages(settings)
+    answered = notify.send(settings, card, payload, Deadline(settings.graph.time_budget))
+    if not answered:
+        print("FAIL  notify: no destination is set (NOTIFY_TEAMS_WEBHOOK_URL, NOTIFY_WEBHOOK_URL)", file=out)
+        return 1
+    for name, status_code in answered.items():
+        ok = status_code is not None and 200 <= status_code < 300
+        said = f"answered {status_code}" if status_code is not None else "did not answer"
+        print(f"{'ok  ' if ok else 'FAIL'}  notify {name}: the test message {said}", file=out)
+    return 0 if all(s is not None and 200 <= s < 300 for s in answered.values()) else 1
 
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:

@@ -228,7 +228,12 @@ def sync_and_watch(
             watched[tenant] = found
 
         tenancy.for_each(settings, report.tenants, check)
-    return stored(settings, report, watched)
+    report = stored(settings, report, watched)
+    if watched and settings.stored and (settings.teams_url or settings.notify_url):
+        from shared import notify  # noqa: PLC0415 - only with a destination
+
+        notify.notify_tenants(settings, watched, deadline)
+    return report
 
 
 def stored(

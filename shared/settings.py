@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from shared.errors import ConfigurationError
 from shared.graph import GraphSettings
 from shared.process import PROCESS
 from shared.redaction import remember
 from shared.setting_reader import SettingReader, listed
+from shared.signatures import standard_webhooks_key
 from shared.targets import DEFAULT, TARGETS
 from shared.targets.base import GUID
 
@@ -33,6 +34,10 @@ class Settings:
     # Customer tenants (TENANT_IDS); empty: the app's own tenant alone.
     tenants: tuple[str, ...] = ()
     tenant_concurrency: int = 8
+    # Where changed findings are sent (NOTIFY_*): a Teams workflow's URL, a signed webhook's URL and secret.
+    teams_url: str | None = field(default=None, repr=False)
+    notify_url: str | None = field(default=None, repr=False)
+    notify_secret: str | None = field(default=None, repr=False)
     # The host's storage account is set (AzureWebJobsStorage or its identity-based form): results are stored there.
     stored: bool = False
     # Each target's own settings (Target.options), by target name: read for every target, enabled or not, so a
@@ -68,6 +73,9 @@ APP_SETTING_NAMES = (
     "TENANT_APP_CLIENT_ID",
     "TENANT_CONCURRENCY",
     "AZURE_AUTHORITY_HOST",
+    "NOTIFY_TEAMS_WEBHOOK_URL",
+    "NOTIFY_WEBHOOK_URL",
+    "NOTIFY_WEBHOOK_SECRET",
 )
 SETTING_NAMES = (*APP_SETTING_NAMES, *(s.name for target in TARGETS.values() for s in target.settings))
 
@@ -90,6 +98,11 @@ def remember_secrets(env: Mapping[str, str]) -> None:
         part.split("=", 1) for part in env.get("AzureWebJobsStorage", "").split(";") if "=" in part
     )  # a connection string's account key (locally; in Azure the host uses the identity)
     remember(env.get("IDENTITY_HEADER"), env.get("WEBHOOK_HMAC_SECRET"), storage.get("AccountKey"))
+    for name in ("NOTIFY_TEAMS_WEBHOOK_URL", "NOTIFY_WEBHOOK_URL"):  # a URL's path and query are its secret
+        url = env.get(name, "").strip()
+        parts = urlsplit(url)
+        remember(url, parts.path, parts.query, *(value for _, value in parse_qsl(parts.query)))
+    remember(env.get("NOTIFY_WEBHOOK_SECRET"))
 
 
 def parse_settings(env: Mapping[str, str]) -> Settings:
@@ -125,10 +138,48 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         tenant_concurrency=int(number("TENANT_CONCURRENCY", default=8, low=1, high=64, whole=True)) if tenants else 8,
         options=MappingProxyType(options),
         stored=any(env.get(name) for name in STORAGE_SETTINGS),
+        teams_url=check(lambda: _notify_url("NOTIFY_TEAMS_WEBHOOK_URL", read.text("NOTIFY_TEAMS_WEBHOOK_URL")), None),
+        notify_url=check(lambda: _notify_url("NOTIFY_WEBHOOK_URL", read.text("NOTIFY_WEBHOOK_URL")), None),
+        notify_secret=check(
+            lambda: _notify_secret(read.text("NOTIFY_WEBHOOK_URL"), read.text("NOTIFY_WEBHOOK_SECRET")), None
+        ),
     )
     if read.problems:
         raise ConfigurationError.joined(read.problems)
     return settings
+
+
+def _notify_url(setting: str, raw: str) -> str | None:
+    """A notification destination: https (http only on a loopback host, for tests). Its error never repeats it:
+    a Teams workflow's URL carries its signature."""
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if (
+        parts is None
+        or not host
+        or not (parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS))
+    ):
+        raise ConfigurationError(
+            setting, "must be an https:// URL (http:// only for a loopback host); not repeated here"
+        )
+    return raw
+
+
+def _notify_secret(url: str, raw: str) -> str | None:
+    if not url:
+        return raw or None
+    if not raw.startswith("whsec_") or standard_webhooks_key(raw) is None:
+        raise ConfigurationError(
+            "NOTIFY_WEBHOOK_SECRET",
+            "is required with NOTIFY_WEBHOOK_URL: a Standard Webhooks key, whsec_ and base64 (the receiver verifies "
+            "each message with it)",
+        )
+    return raw
 
 
 def _tenant_ids(raw: str) -> tuple[str, ...]:

@@ -148,12 +148,25 @@ def _verify_standard(secret: str, headers: Mapping[str, str], body: bytes) -> st
             "webhook-timestamp", f"is more than {TOLERANCE_SECONDS // 60} minutes from this instance's clock"
         )
     key = standard_webhooks_key(secret)
-    signed = b".".join([webhook_id.encode(), timestamp.encode(), body])
-    expected = hmac.new(key, signed, hashlib.sha256).digest() if key else None
+    expected = _standard_digest(key, webhook_id, timestamp, body) if key else None
     if expected is None or not any(_matches(expected, entry) for entry in signatures.split()):
         log.warning("Webhook request refused: webhook-signature does not match")
         raise InvalidSignature("webhook-signature", "does not match the request (v1,<base64 HMAC-SHA256>)")
     return webhook_id
+
+
+def _standard_digest(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> bytes:
+    return hmac.new(key, b".".join([webhook_id.encode(), timestamp.encode(), body]), hashlib.sha256).digest()
+
+
+def sign_standard(secret: str, webhook_id: str, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers for a body this app sends (notifications), as it verifies those it receives."""
+    key = standard_webhooks_key(secret)
+    if key is None:
+        raise ValueError("the secret is not a Standard Webhooks key (whsec_ and base64)")
+    timestamp = str(int(time.time()))
+    signature = base64.b64encode(_standard_digest(key, webhook_id, timestamp, body)).decode()
+    return {"webhook-id": webhook_id, "webhook-timestamp": timestamp, "webhook-signature": f"v1,{signature}"}
 
 
 def standard_webhooks_key(secret: str) -> bytes | None:

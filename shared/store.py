@@ -163,6 +163,30 @@ class Store:
                 stored.expiry.append({name: row.get(name) for name in STANDING_FIELDS})
         return found
 
+    def notified(self, tenant: str | None) -> dict[str, dict[str, Any]]:
+        """What was last sent of the tenant's findings (shared.notify), by finding key."""
+        rows = self._state.query_entities(
+            "PartitionKey eq @p and RowKey ge 'n|' and RowKey lt 'n}'", parameters={"p": tenant or HOME}
+        )
+        return {row["RowKey"][2:]: json.loads(row.get("sent") or "{}") for row in rows}
+
+    def mark_notified(self, tenant: str | None, sent: Mapping[str, Mapping[str, Any]]) -> None:
+        """Remember ``sent`` as what was last sent: the findings now, each in its row; those gone are deleted."""
+        partition = tenant or HOME
+        before = self.notified(tenant)
+        operations: list[Any] = [
+            (
+                "upsert",
+                {"PartitionKey": partition, "RowKey": f"n|{name}", "sent": json.dumps(state)},
+                {"mode": UpdateMode.REPLACE},
+            )
+            for name, state in sent.items()
+        ]
+        operations += [
+            ("delete", {"PartitionKey": partition, "RowKey": f"n|{name}"}) for name in before if name not in sent
+        ]
+        self._submit(self._state, operations)
+
     def history(self, tenant: str | None, target: str, object_id: str | None) -> list[dict[str, Any]]:
         """An object's stored outcomes, newest first."""
         prefix = f"{target}|{object_id or '-'}|"

@@ -164,7 +164,16 @@ def test_app_settings_default_to_every_15_minutes_and_delta_sync(main: dict[str,
         "syncSettings",
         "userIdentitySettings",
         "tenantSettings",
+        "notifySettings",
     }
+
+
+def test_notification_destinations_are_secure_parameters_never_output(main: dict[str, Any]) -> None:
+    for parameter in ("notifyTeamsWebhookUrl", "notifyWebhookUrl", "notifyWebhookSecret"):
+        assert any(d["type"] == "secure" for d in main["parameters"][parameter]["decorators"])
+        assert main["parameters"][parameter]["default"] == ""
+    outputs = (INFRA / "main.bicep").read_text().split("\noutput ", 1)[1]
+    assert "notify" not in outputs.lower()
 
 
 def test_graph_permission_is_granted_behind_a_parameter(main: dict[str, Any]) -> None:
