@@ -330,7 +330,8 @@ def _print_expiry(report: watch.WatchReport, out: TextIO) -> None:
         left = standing.days_left(report.at)
         print(
             f"  {standing.name:<50} {standing.id:<36}  expires {expires:<10}  "
-            f"days left {'-' if left is None else left:<5}  {standing.problem or 'ok'}",
+            f"days left {'-' if left is None else left:<5}  "
+            + (f"{standing.severity}: {standing.problem}" if standing.problem else "ok"),
             file=out,
         )
     for skipped in report.unchecked:

@@ -240,3 +240,31 @@ def test_the_status_page_shows_what_the_queued_invocations_stored(
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert "<li><b>3</b>tenants</li>" in page.body.decode()
     assert "<li><b>0</b>failures</li>" in page.body.decode()
+
+
+def test_a_queued_tenants_changed_findings_reach_teams_once(
+    emulator: Emulator, queues: Queues, azurite: Azurite
+) -> None:
+    from azure.data.tables import TableServiceClient  # noqa: PLC0415 - this test alone empties the tables
+
+    from tests.emulator import apns_certificate  # noqa: PLC0415
+    from tests.emulator.receiver import Receiver  # noqa: PLC0415
+
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    for table in ("syncstate", "synchistory"):
+        service.delete_table(table)
+    emulator.customers[T1].objects["applePushNotificationCertificate"] = {"c": apns_certificate(expires_in_days=3.5)}
+    with Receiver().running() as teams:
+        host = start(emulator, queues, azurite, EXPIRY_WARNING_DAYS="30", NOTIFY_TEAMS_WEBHOOK_URL=teams.url("/flow"))
+        try:
+            host.listen()
+            for cycle in (1, 2):  # two cycles: the same finding is sent once
+                assert host.invoke_timer("sync_timer").succeeded
+                ended(host, 3 * cycle)
+        finally:
+            host.stop()
+
+    (message,) = [p.json() for p in teams.posted]
+    card = message["attachments"][0]["content"]
+    assert T1 in card["body"][0]["text"]
+    assert any(f.get("value", "").startswith("expires in 3 day") for b in card["body"] for f in b.get("facts", []))
