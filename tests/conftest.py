@@ -74,6 +74,27 @@ def azurite() -> Iterator[Any]:
         yield running
 
 
+def empty_tables(azurite: Any) -> None:
+    """The stored state forgotten (the app creates its tables again on first use)."""
+    from azure.data.tables import TableServiceClient  # noqa: PLC0415 - only the tests that use storage
+
+    from shared import store  # noqa: PLC0415
+
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    for table in (store.STATE_TABLE, store.HISTORY_TABLE):
+        service.delete_table(table)
+
+
+def store_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AzureWebJobsStorage pointing at a table endpoint where nothing listens."""
+    endpoint = closed_port_url().removesuffix("/msi/token")
+    monkeypatch.setenv(
+        "AzureWebJobsStorage",
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        f"TableEndpoint={endpoint}/devstoreaccount1;",
+    )
+
+
 @pytest.fixture(autouse=True)
 def fresh_settings() -> Iterator[None]:
     """The app keeps its settings, clients, gate and guards for the process's life (Azure restarts it when its

@@ -11,13 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from azure.data.tables import TableServiceClient
 from standardwebhooks import Webhook
 
-from shared import store
 from shared.cli import main as cli_main
 from shared.errors import ConfigurationError
-from tests.conftest import fire_timer
+from tests.conftest import empty_tables, fire_timer
 from tests.emulator import Emulator, apns_certificate
 from tests.emulator.receiver import Answer, Receiver
 from tests.functions_host.storage import Azurite
@@ -36,9 +34,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def watched(app_env: Emulator, azurite: Azurite, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     """A tenant whose push certificate expires in 10 days, its results stored, both destinations set."""
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    for table in (store.STATE_TABLE, store.HISTORY_TABLE):
-        service.delete_table(table)
+    empty_tables(azurite)
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
     monkeypatch.setenv("NOTIFY_TEAMS_WEBHOOK_URL", receiver.url(f"/workflows/run?sig={SIGNATURE}"))
     monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url("/hook"))

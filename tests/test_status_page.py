@@ -6,21 +6,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from azure.data.tables import TableServiceClient
 
-from shared import store
-from tests.conftest import deliver, fire_timer, open_status, use
+from tests.conftest import deliver, empty_tables, fire_timer, open_status, use
 from tests.emulator import CUSTOMER_TENANT_IDS, Emulator, vpp_token
 from tests.functions_host.storage import Azurite
 
 T1, T2, *_ = CUSTOMER_TENANT_IDS
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-def empty_tables(azurite: Azurite) -> None:
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    for table in (store.STATE_TABLE, store.HISTORY_TABLE):
-        service.delete_table(table)
 
 
 @pytest.fixture

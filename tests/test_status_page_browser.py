@@ -15,11 +15,9 @@ import pytest
 
 pytest.importorskip("azure_functions_runtime_v1", reason="the worker tests run in the Python 3.13 pass of `make test`")
 
-from azure.data.tables import TableServiceClient
 from PIL import Image
 
-from shared import store
-from tests.conftest import wait_for
+from tests.conftest import empty_tables, wait_for
 from tests.emulator import CUSTOMER_TENANT_IDS, Emulator, emulator_settings, free_port, vpp_token
 from tests.functions_host.frontend import FrontEnd
 from tests.functions_host.host import FunctionsHost
@@ -42,9 +40,7 @@ def page_url(azurite: Azurite) -> Iterator[str]:
             "Debian's chromium is not installed: make test installs it when run as root with apt "
             "(or: apt-get install chromium)"
         )
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    for table in (store.STATE_TABLE, store.HISTORY_TABLE):
-        service.delete_table(table)
+    empty_tables(azurite)
     queues = Queues(azurite.connection_string, QueueOptions.from_host_json(ROOT))
     queues.client("sync-tenants").clear_messages()
     expired = vpp_token("7b1d9c2e-0f3a-4b5c-8d6e-1a2b3c4d5e09", state="expired", expires_in_days=-3.5)

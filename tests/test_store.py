@@ -12,7 +12,7 @@ from azure.data.tables import TableServiceClient
 
 from shared import store
 from shared.cli import main as cli_main
-from tests.conftest import call_webhook, closed_port_url, deliver, fire_timer, use
+from tests.conftest import call_webhook, deliver, empty_tables, fire_timer, store_down, use
 from tests.emulator import CUSTOMER_TENANT_IDS, Emulator, apns_certificate
 from tests.functions_host.storage import Azurite
 
@@ -24,9 +24,7 @@ T1, T2, *_ = CUSTOMER_TENANT_IDS
 @pytest.fixture
 def stored(app_env: Emulator, azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     """The app with the host's storage account: Azurite, its tables emptied first."""
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    for table in (store.STATE_TABLE, store.HISTORY_TABLE):
-        service.delete_table(table)
+    empty_tables(azurite)
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
     return app_env
 
@@ -75,11 +73,7 @@ def test_history_keeps_the_last_50_outcomes_of_an_object_newest_first(stored: Em
 def test_a_store_that_is_down_never_fails_a_sync_and_is_logged_once(
     app_env: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    endpoint = closed_port_url().removesuffix("/msi/token")
-    monkeypatch.setenv(
-        "AzureWebJobsStorage",
-        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;TableEndpoint={endpoint}/devstoreaccount1;",
-    )
+    store_down(monkeypatch)
 
     answer = call_webhook()
 
@@ -91,9 +85,7 @@ def test_a_store_that_is_down_never_fails_a_sync_and_is_logged_once(
 
 
 def test_a_queued_tenant_writes_its_own_partition(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    for table in (store.STATE_TABLE, store.HISTORY_TABLE):
-        service.delete_table(table)
+    empty_tables(azurite)
     with Emulator(entra=True) as emulator:
         emulator.add_tenant(T1)
         emulator.add_tenant(T2)
@@ -108,9 +100,7 @@ def test_a_queued_tenant_writes_its_own_partition(azurite: Azurite, monkeypatch:
 
 @pytest.fixture
 def stored_tenants(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Any:
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    for table in (store.STATE_TABLE, store.HISTORY_TABLE):
-        service.delete_table(table)
+    empty_tables(azurite)
     with Emulator(entra=True) as emulator:
         emulator.add_tenant(T1)
         emulator.add_tenant(T2)
@@ -213,11 +203,7 @@ def test_history_with_tenant_ids_needs_the_tenant(stored_tenants: Emulator) -> N
 def test_a_store_that_is_down_answers_503_with_the_live_way_round(
     stored_tenants: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    endpoint = closed_port_url().removesuffix("/msi/token")
-    monkeypatch.setenv(
-        "AzureWebJobsStorage",
-        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;TableEndpoint={endpoint}/devstoreaccount1;",
-    )
+    store_down(monkeypatch)
 
     answer = call_webhook("GET")
 
@@ -245,11 +231,7 @@ def test_status_reads_the_store_and_live_reads_graph(stored_tenants: Emulator) -
 def test_a_timer_run_with_the_store_down_still_syncs_and_logs_it_once(
     app_env: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    endpoint = closed_port_url().removesuffix("/msi/token")
-    monkeypatch.setenv(
-        "AzureWebJobsStorage",
-        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;TableEndpoint={endpoint}/devstoreaccount1;",
-    )
+    store_down(monkeypatch)
 
     fire_timer()  # does not raise: every sync was accepted
 

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("azure_functions_runtime_v1", reason="the worker tests run in the Python 3.13 pass of `make test`")
 
-from tests.conftest import wait_for
+from tests.conftest import empty_tables, wait_for
 from tests.emulator import (
     CUSTOMER_TENANT_IDS,
     MANAGED_READ_ROLE,
@@ -224,11 +224,7 @@ def test_two_tenants_device_writes_in_one_worker_each_fill_their_own_window(queu
 def test_the_status_page_shows_what_the_queued_invocations_stored(
     host: FunctionsHost, queues: Queues, azurite: Azurite
 ) -> None:
-    from azure.data.tables import TableServiceClient  # noqa: PLC0415 - this test alone empties the tables
-
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    for table in ("syncstate", "synchistory"):
-        service.delete_table(table)
+    empty_tables(azurite)
     assert host.invoke_timer("sync_timer").succeeded
     host.listen()
     ended(host, 3)
@@ -245,14 +241,10 @@ def test_the_status_page_shows_what_the_queued_invocations_stored(
 def test_a_queued_tenants_changed_findings_reach_teams_once(
     emulator: Emulator, queues: Queues, azurite: Azurite
 ) -> None:
-    from azure.data.tables import TableServiceClient  # noqa: PLC0415 - this test alone empties the tables
-
     from tests.emulator import apns_certificate  # noqa: PLC0415
     from tests.emulator.receiver import Receiver  # noqa: PLC0415
 
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    for table in ("syncstate", "synchistory"):
-        service.delete_table(table)
+    empty_tables(azurite)
     emulator.customers[T1].objects["applePushNotificationCertificate"] = {"c": apns_certificate(expires_in_days=3.5)}
     with Receiver().running() as teams:
         host = start(emulator, queues, azurite, EXPIRY_WARNING_DAYS="30", NOTIFY_TEAMS_WEBHOOK_URL=teams.url("/flow"))
