@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from shared import legacy, run, signatures, status
 from shared import tenants as tenancy
 from shared.errors import (
+    LISTER,
     ConfigurationError,
     InvalidObjectId,
     InvalidRequest,
@@ -43,7 +44,6 @@ MAX_REQUESTED_IDS = 100
 MAX_NAMED_TENANTS = 10
 # GET /api/sync/history: the route's {target} segment that is no target.
 HISTORY_ROUTE = "history"
-LISTER_HINT = "GET /api/sync lists them"
 RECOGNISED_FIELDS = ("ids", "tenants", *legacy.FIELDS)
 
 
@@ -111,7 +111,7 @@ def _answer(
             routed = enabled_target(settings, legacy.TARGET)
         tenants = _tenants(settings, None, params, ids)
         live = _flag(params, "live")
-        if settings.tenants and settings.stored and not live:
+        if settings.tenants and settings.stored and not live and ids is None:
             return _stored_state(settings, routed.name if routed else None, tenants)
         if live and len(tenants) > MAX_NAMED_TENANTS:
             raise InvalidRequest(
@@ -150,7 +150,7 @@ def _history(settings: Settings, params: Mapping[str, str]) -> WebhookAnswer:
     target = enabled_target(settings, name)
     raw_id = params.get("id")
     if raw_id is None:
-        raise InvalidRequest("id", f"is required: the id of the {target.noun} ({LISTER_HINT})")
+        raise InvalidRequest("id", f"is required: the id of the {target.noun} ({LISTER} lists them)")
     try:
         object_id = validate_object_id(raw_id)
     except InvalidObjectId as exc:
