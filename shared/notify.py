@@ -42,7 +42,7 @@ def state_of(finding: Mapping[str, Any]) -> dict[str, Any]:
     """What is remembered of a sent finding: enough to tell whether the next one is news."""
     left = finding.get("daysLeft")
     mark = next((m for m in reversed(MARKS) if isinstance(left, int) and left <= m), None)
-    return {"severity": finding.get("severity"), "mark": mark, "problem": finding.get("problem")}
+    return {"severity": finding.get("severity"), "mark": mark}
 
 
 def changes(sent: Mapping[str, Mapping[str, Any]], findings: Sequence[Mapping[str, Any]]) -> list[Changed]:
