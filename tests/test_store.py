@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from azure.data.tables import TableServiceClient
 
 from shared import store
@@ -237,3 +239,28 @@ def test_a_timer_run_with_the_store_down_still_syncs_and_logs_it_once(
 
     assert len(app_env.calls("sync")) == 2
     assert len([r for r in caplog.records if "not stored" in r.getMessage()]) == 1
+
+
+def test_the_store_is_reached_with_the_managed_identitys_token(
+    app_env: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As in Azure: AzureWebJobsStorage__tableServiceUri and the identity's Storage token, no key; Azurite over HTTPS
+    checks the token's audience, issuer and lifetime."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key, bundle = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(bundle))
+    with Azurite(oauth_cert=(str(cert), str(key))) as secured:
+        monkeypatch.setenv("AzureWebJobsStorage__tableServiceUri", f"{secured.endpoints['Table']}/devstoreaccount1")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+
+        answer = call_webhook()
+        state = call_webhook("GET")
+
+    assert answer.json["stored"] is True
+    objects = state.json["targets"]["exchangeConnectors"]["objects"]
+    assert {o["lastOutcome"]["outcome"] for o in objects} == {"accepted"}
+    storage_tokens = [c for c in app_env.calls("identity") if c.query.get("resource") == ["https://storage.azure.com"]]
+    assert len(storage_tokens) == 1  # one Storage token for the process, kept by azure-identity

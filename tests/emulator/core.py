@@ -272,6 +272,7 @@ class Emulator:
             "iss": f"https://sts.windows.net/{HOME_TENANT_ID}/",
             "tid": HOME_TENANT_ID,
             "iat": now,
+            "nbf": now,
             "exp": now + self.token_lifetime,
             **claims,
         }

@@ -19,7 +19,7 @@ ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 STARTUP_TIMEOUT = 30.0
 LISTENING = re.compile(
-    r"Azurite (Blob|Queue|Table) service (?:is )?successfully (?:listens on|listening at) (http://\S+)"
+    r"Azurite (Blob|Queue|Table) service (?:is )?successfully (?:listens on|listening at) (https?://\S+)"
 )
 
 
@@ -30,8 +30,11 @@ class AzuriteMissing(RuntimeError):
 class Azurite:
     """One Azurite process: Blob, Queue and Table services on ports the system picks, nothing written to disk."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, oauth_cert: tuple[str, str] | None = None) -> None:
+        """``oauth_cert`` (a certificate and its key, PEM files): HTTPS, and bearer tokens accepted, as Storage
+        takes a managed identity's (Azurite checks their audience, issuer and lifetime, not their signature)."""
         self.endpoints: dict[str, str] = {}
+        self._oauth = ["--oauth", "basic", "--cert", oauth_cert[0], "--key", oauth_cert[1]] if oauth_cert else []
         self._process: subprocess.Popen[str] | None = None
         self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
         self._output: list[str] = []
@@ -50,6 +53,7 @@ class Azurite:
                 "--skipApiVersionCheck",
                 "--disableTelemetry",
                 "--silent",
+                *self._oauth,
             ],
             cwd=self._workdir.name,
             stdout=subprocess.PIPE,
