@@ -120,7 +120,7 @@ def test_a_finding_that_clears_is_one_resolved_message(watched: Emulator, receiv
 
 
 def test_a_receiver_that_fails_gets_the_message_again_at_the_next_run(watched: Emulator, receiver: Receiver) -> None:
-    receiver.answers = [Answer(500)] * 6  # every try of both destinations in the first run
+    receiver.answers = [Answer(503, {"Retry-After": "0"})] * 6  # every try of both destinations in the first run
 
     fire_timer()  # the sync does not fail
     fire_timer()
