@@ -83,7 +83,7 @@ def notify_tenants(settings: Settings, watched: Mapping[str | None, Any], deadli
             found = changes(sent, findings)
             # Marked once delivered; a change that is no news (a severity that fell) is remembered without a message.
             if deliver(settings, tenant, found, deadline) if found else now != sent:
-                tables.mark_notified(tenant, now)
+                tables.mark_notified(tenant, now, sent)
         except (StoreUnavailable, AzureError, ValueError, OSError) as exc:
             log.warning(
                 "Notifications were not sent: the store, which remembers what was sent, failed (%s)", type(exc).__name__

@@ -170,10 +170,12 @@ class Store:
         )
         return {row["RowKey"][2:]: json.loads(row.get("sent") or "{}") for row in rows}
 
-    def mark_notified(self, tenant: str | None, sent: Mapping[str, Mapping[str, Any]]) -> None:
-        """Remember ``sent`` as what was last sent: the findings now, each in its row; those gone are deleted."""
+    def mark_notified(
+        self, tenant: str | None, sent: Mapping[str, Mapping[str, Any]], before: Mapping[str, Any]
+    ) -> None:
+        """Remember ``sent`` as what was last sent (the findings now, each in its row); those in ``before`` (what
+        :meth:`notified` said) and gone now are deleted."""
         partition = tenant or HOME
-        before = self.notified(tenant)
         operations: list[Any] = [
             (
                 "upsert",
