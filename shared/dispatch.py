@@ -9,6 +9,7 @@ A message is read back here, strictly: ``sync_tenant`` acts on nothing this modu
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -18,6 +19,8 @@ from shared.errors import SyncAppError, json_type
 from shared.settings import Settings
 from shared.targets import SYNC_TYPES, TARGETS
 from shared.targets.base import GUID
+
+log = logging.getLogger(__name__)
 
 QUEUE = "sync-tenants"
 POISON_QUEUE = f"{QUEUE}-poison"
@@ -57,10 +60,11 @@ class Dispatch(NamedTuple):
 def dispatch(
     tenants: Sequence[str | None],
     *,
+    by: str,
     targets: Sequence[str] | None = None,
     sync_type: str | None = None,
 ) -> Dispatch:
-    """One message per tenant, with a run id and the time they were queued."""
+    """One message per tenant, with a run id and the time they were queued; logged once, naming who queued them."""
     run_id = uuid.uuid4().hex
     queued_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     common: dict[str, Any] = {"runId": run_id, "queuedAt": queued_at}
@@ -68,7 +72,9 @@ def dispatch(
         common["targets"] = list(targets)
     if sync_type is not None:
         common["syncType"] = sync_type
-    return Dispatch(run_id, [json.dumps({"tenant": tenant, **common}) for tenant in tenants if tenant])
+    messages = [json.dumps({"tenant": tenant, **common}) for tenant in tenants if tenant]
+    log.info("Queued %d tenants on %s (run %s, %s)", len(messages), QUEUE, run_id, by)
+    return Dispatch(run_id, messages)
 
 
 def parse(body: bytes | str, settings: Settings) -> TenantMessage:

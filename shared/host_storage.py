@@ -6,7 +6,7 @@ app reads and writes it only through bindings.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import requests
 
@@ -28,19 +28,19 @@ class QueueAccess(NamedTuple):
     fix: str | None = None
 
 
-def queue_service(env: Mapping[str, str]) -> str | None:
-    """The queue service the host uses through the identity: ``AzureWebJobsStorage__queueServiceUri``, or the public
-    cloud's for ``AzureWebJobsStorage__accountName``; None with a connection string, or with nothing set."""
-    uri = env.get("AzureWebJobsStorage__queueServiceUri", "").strip().rstrip("/")
+def service_uri(env: Mapping[str, str], service: Literal["queue", "table"]) -> str | None:
+    """A storage service as the host reaches it through the identity: ``AzureWebJobsStorage__{service}ServiceUri``,
+    or the public cloud's for ``AzureWebJobsStorage__accountName``; None with a connection string, or nothing set."""
+    uri = env.get(f"AzureWebJobsStorage__{service}ServiceUri", "").strip().rstrip("/")
     if uri:
         return uri
     account = env.get("AzureWebJobsStorage__accountName", "").strip()
-    return f"https://{account}.queue.core.windows.net" if account else None
+    return f"https://{account}.{service}.core.windows.net" if account else None
 
 
 def check_queue(settings: GraphSettings, env: Mapping[str, str]) -> QueueAccess:
     """Whether the identity can reach the ``sync-tenants`` queue: Storage's Get Queue Metadata, with its token."""
-    service = queue_service(env)
+    service = service_uri(env, "queue")
     if service is None:
         if env.get("AzureWebJobsStorage"):
             return QueueAccess(

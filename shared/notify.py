@@ -69,25 +69,24 @@ def changes(sent: Mapping[str, Mapping[str, Any]], findings: Sequence[Mapping[st
 
 def notify_tenants(settings: Settings, watched: Mapping[str | None, Any], deadline: Deadline) -> None:
     """Each watched tenant's changed findings, one message per tenant per run; marked sent only once delivered."""
-    from azure.core.exceptions import AzureError  # noqa: PLC0415 - with the store only
-
-    from shared import store  # noqa: PLC0415
+    from shared import store  # noqa: PLC0415 - with the store only
     from shared.errors import StoreUnavailable  # noqa: PLC0415
 
     for tenant, report in watched.items():
         findings = [standing.as_dict(report.at) for standing in report.findings]
         try:
-            tables = store.store_for(settings)
-            sent = tables.notified(tenant)
-            now = {key(f): {**state_of(f), "target": f["target"], "id": f["id"], "name": f["name"]} for f in findings}
-            found = changes(sent, findings)
-            # Marked once delivered; a change that is no news (a severity that fell) is remembered without a message.
-            if deliver(settings, tenant, found, deadline) if found else now != sent:
-                tables.mark_notified(tenant, now, sent)
-        except (StoreUnavailable, AzureError, ValueError, OSError) as exc:
-            log.warning(
-                "Notifications were not sent: the store, which remembers what was sent, failed (%s)", type(exc).__name__
-            )
+            with store.guarded():
+                tables = store.store_for(settings)
+                sent = tables.notified(tenant)
+                now = {
+                    key(f): {**state_of(f), "target": f["target"], "id": f["id"], "name": f["name"]} for f in findings
+                }
+                found = changes(sent, findings)
+                # Marked once delivered; a change that is no news (a severity that fell) is remembered, unsent.
+                if deliver(settings, tenant, found, deadline) if found else now != sent:
+                    tables.mark_notified(tenant, now, sent)
+        except StoreUnavailable as exc:
+            log.warning("Notifications were not sent: the store, which remembers what was sent, failed: %s", exc)
             return
 
 

@@ -191,9 +191,7 @@ def on_schedule(*, past_due: bool) -> list[str]:
         return []
     from shared import dispatch  # noqa: PLC0415 - only with TENANT_IDS
 
-    queued = dispatch.dispatch(settings.tenants)
-    log.info("Queued %d tenants on %s (run %s)", len(queued.messages), dispatch.QUEUE, queued.run_id)
-    return queued.messages
+    return dispatch.dispatch(settings.tenants, by="timer").messages
 
 
 def scheduled_sync(settings: Settings) -> SyncReport:

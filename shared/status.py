@@ -137,7 +137,7 @@ def stored_tenants(settings: Settings, tenants: Sequence[str | None]) -> dict[st
     cannot say."""
     from shared import store  # noqa: PLC0415 - only with a storage account
 
-    found = store.read(settings, None if tuple(tenants) == settings.tenants else tenants)
+    found = store.read(settings, tenants)
     return {str(tenant): _stored_tenant(settings, found.get(tenant)) for tenant in tenants}
 
 
@@ -148,7 +148,7 @@ def _stored_tenant(settings: Settings, stored: Any) -> dict[str, Any]:
     for obj in stored.objects:
         if obj.target in settings.targets:
             shown = targets.setdefault(obj.target, {"version": TARGETS[obj.target].version, "objects": []})
-            shown["objects"].append({**obj.fields, "id": obj.id, "lastOutcome": {"at": obj.at, **obj.outcome}})
+            shown["objects"].append({**obj.fields, "id": obj.id, "lastOutcome": obj.last_outcome})
     findings = [standing for standing in stored.expiry if standing.get("problem")]
     return {"asOf": stored.as_of, "targets": targets, "expiry": {"findings": findings, "objects": stored.expiry}}
 
@@ -163,7 +163,7 @@ def last_outcomes(settings: Settings, body: dict[str, Any]) -> None:
     except StoreUnavailable as exc:
         log.warning("The stored outcomes were not read: %s", exc)
         return
-    latest = {(o.target, o.id): {"at": o.at, **o.outcome} for o in found.objects} if found else {}
+    latest = {(o.target, o.id): o.last_outcome for o in found.objects} if found else {}
     for name, shown in body.get("targets", {}).items():
         for obj in shown.get("objects", ()):
             if (name, obj.get("id")) in latest:

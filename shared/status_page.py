@@ -108,7 +108,7 @@ def _views(settings: Settings, tenants: Sequence[str | None]) -> list[TenantView
         raise StoreUnavailable("the page reads the store, and no storage account is set (AzureWebJobsStorage)")
     from shared import store  # noqa: PLC0415 - only on this page
 
-    found = store.read(settings, None if tuple(tenants) == settings.tenants else tenants)
+    found = store.read(settings, tenants)
     return [_view(settings, tenant, found.get(tenant)) for tenant in tenants]
 
 

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -23,6 +23,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.errors import StoreUnavailable
+from shared.host_storage import service_uri
 from shared.process import PROCESS
 from shared.records import ObjectResult, SyncReport
 from shared.targets import TARGETS
@@ -66,6 +67,11 @@ class StoredObject(NamedTuple):
     outcome: dict[str, Any]
     fields: dict[str, Any]
 
+    @property
+    def last_outcome(self) -> dict[str, Any]:
+        """As the answers show it: when, then the outcome's fields."""
+        return {"at": self.at, **self.outcome}
+
 
 class StoredTenant(NamedTuple):
     """What the store holds of one tenant: when it was last written, each object's latest, its expiry standing."""
@@ -74,12 +80,6 @@ class StoredTenant(NamedTuple):
     as_of: str | None
     objects: list[StoredObject]
     expiry: list[dict[str, Any]]
-
-
-def _table_endpoint(env: Mapping[str, str]) -> str | None:
-    uri = env.get("AzureWebJobsStorage__tableServiceUri", "").strip().rstrip("/")
-    account = env.get("AzureWebJobsStorage__accountName", "").strip()
-    return uri or (f"https://{account}.table.core.windows.net" if account else None)
 
 
 class Store:
@@ -216,7 +216,7 @@ def _standing(standing: Any, at: datetime) -> dict[str, Any]:
 def _service(settings: Settings) -> TableServiceClient:
     env = os.environ
     options = {"connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT, "retry_total": 1}
-    endpoint = _table_endpoint(env)
+    endpoint = service_uri(env, "table")
     if endpoint:
         from shared.identity import credential_for  # noqa: PLC0415 - only with the identity's endpoint
         from shared.transport import USER_AGENT, session_for  # noqa: PLC0415
@@ -226,27 +226,31 @@ def _service(settings: Settings) -> TableServiceClient:
     return TableServiceClient.from_connection_string(env["AzureWebJobsStorage"], **options)
 
 
+@contextlib.contextmanager
+def guarded() -> Iterator[None]:
+    """Whatever the store raises, as :class:`StoreUnavailable` in our words: the one error its callers handle."""
+    try:
+        yield
+    except (AzureError, ValueError, OSError) as exc:
+        raise StoreUnavailable(_said(exc)) from None
+
+
 def store_for(settings: Settings) -> Store:
     """The process's store; :class:`StoreUnavailable` when it cannot be reached (tried again at the next call)."""
-    try:
+    with guarded():
         return PROCESS.held("store", lambda: Store(_service(settings)))
-    except (AzureError, ValueError, OSError) as exc:
-        raise StoreUnavailable(_said(exc)) from None
 
 
-def read(settings: Settings, tenants: Sequence[str | None] | None = None) -> dict[str | None, StoredTenant]:
-    """What the store holds of ``tenants`` (default: every one); :class:`StoreUnavailable` when it cannot say."""
-    try:
-        return store_for(settings).tenants(tenants)
-    except (AzureError, ValueError, OSError) as exc:
-        raise StoreUnavailable(_said(exc)) from None
+def read(settings: Settings, tenants: Sequence[str | None]) -> dict[str | None, StoredTenant]:
+    """What the store holds of ``tenants`` (every one of TENANT_IDS: one scan of the state table);
+    :class:`StoreUnavailable` when it cannot say."""
+    with guarded():
+        return store_for(settings).tenants(None if tuple(tenants) == settings.tenants else tenants)
 
 
 def object_history(settings: Settings, tenant: str | None, target: str, object_id: str | None) -> list[dict[str, Any]]:
-    try:
+    with guarded():
         return store_for(settings).history(tenant, target, object_id)
-    except (AzureError, ValueError, OSError) as exc:
-        raise StoreUnavailable(_said(exc)) from None
 
 
 def record_report(
@@ -255,15 +259,13 @@ def record_report(
     """Store a run's results, tenant by tenant; False (logged once) when the store failed. The first failure ends
     the writing: a store that is down is down for every tenant."""
     try:
-        store = store_for(settings)
-        for tenant in report.tenants:
-            results = [r for r in report.results if r.tenant == tenant]
-            store.record(tenant, results, report.read.get(tenant, {}), (watched or {}).get(tenant))
+        with guarded():
+            store = store_for(settings)
+            for tenant in report.tenants:
+                results = [r for r in report.results if r.tenant == tenant]
+                store.record(tenant, results, report.read.get(tenant, {}), (watched or {}).get(tenant))
     except StoreUnavailable as exc:
         log.warning("The run's results were not stored: %s", exc)
-        return False
-    except (AzureError, ValueError, OSError) as exc:
-        log.warning("The run's results were not stored: %s", _said(exc))
         return False
     return True
 

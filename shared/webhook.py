@@ -362,8 +362,7 @@ def _sync(settings: Settings, request: SyncRequest) -> WebhookAnswer:
 def _queue(settings: Settings, request: SyncRequest) -> WebhookAnswer:
     from shared import dispatch  # noqa: PLC0415 - only with TENANT_IDS
 
-    queued = dispatch.dispatch(settings.tenants, targets=request.targets, sync_type=request.sync_type)
-    log.info("Queued %d tenants on %s (run %s, webhook)", len(queued.messages), dispatch.QUEUE, queued.run_id)
+    queued = dispatch.dispatch(settings.tenants, by="webhook", targets=request.targets, sync_type=request.sync_type)
     body = {
         "queued": len(queued.messages),
         "runId": queued.run_id,
