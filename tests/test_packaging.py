@@ -156,3 +156,20 @@ def test_the_package_imports_from_its_bytecode_without_reading_a_source(tmp_path
         check=False,
     )
     assert loaded.returncode == 0, loaded.stderr
+
+
+def test_the_webhook_loads_requests_and_azure_identity_before_any_module_of_the_app() -> None:
+    """At the trigger module's own depth, not seven imports down, where CPython 3.13 before its March 2026 fix
+    maps and unmaps a stack chunk for each call across its edge (sync_http/__init__.py; benchmarks/README.md)."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, sync_http; print(*sys.modules)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    order = loaded.stdout.split()
+    first_of_the_app = next(i for i, name in enumerate(order) if name.split(".")[0] == "shared")
+
+    assert order.index("urllib3.util.url") < first_of_the_app
+    assert order.index("azure.identity") < first_of_the_app
