@@ -174,7 +174,9 @@ class GraphClient:
         retry: Retry = self._retry  # immutable: each increment() returns a new policy with its history
         token_renewed = False
         while True:
-            client_request_id = str(uuid.uuid4())
+            # A correlation id for Microsoft's support, not a secret: random's generator spares a getrandom() call
+            # per request that uuid4 makes, and the random module reseeds itself in a forked child.
+            client_request_id = str(uuid.UUID(int=random.getrandbits(128), version=4))
             response, failure = self._send(
                 method, url, json_body, path=path, client_request_id=client_request_id, deadline=deadline
             )

@@ -245,6 +245,11 @@ def stored(
     return replace(report, stored=store.record_report(settings, report, watched))
 
 
+def _new_gate() -> SyncGate[ObjectResult]:
+    """Made once per process; ``SyncGate[ObjectResult]`` spelled at each call would build a typing alias each time."""
+    return SyncGate()
+
+
 def _sync_gated(
     graph: GraphClient,
     settings: Settings,
@@ -260,7 +265,7 @@ def _sync_gated(
         _sync_one, graph, target, obj, sync_type=sync_type, deadline=deadline, options=settings.options_for(target.name)
     )
     try:
-        decision = PROCESS.held("sync gate", SyncGate[ObjectResult]).submit(
+        decision = PROCESS.held("sync gate", _new_gate).submit(
             (settings.graph.endpoint, graph.tenant, target.name, obj.id),
             sync_type,
             partial(contained, log, where, sync),
