@@ -6,7 +6,7 @@ import typing
 import azure.functions as func
 
 # Every request reaches Graph through these, so they are imported first and at this module's own depth, as a script
-# would, rather than seven imports down. CPython 3.13 before its March 2026 fix (python/cpython#146123) unmaps and
+# would, rather than seven imports down. CPython 3.13 before 3.13.13 (python/cpython#146123, its fix) unmaps and
 # maps a data-stack chunk each time a call crosses a chunk's edge; compiling urllib3's regexes at the deeper point
 # cost about 5,600 munmap/mmap pairs and 40 ms of each cold start (benchmarks/README.md).
 import requests  # noqa: F401

@@ -159,7 +159,7 @@ def test_the_package_imports_from_its_bytecode_without_reading_a_source(tmp_path
 
 
 def test_the_webhook_loads_requests_and_azure_identity_before_any_module_of_the_app() -> None:
-    """At the trigger module's own depth, not seven imports down, where CPython 3.13 before its March 2026 fix
+    """At the trigger module's own depth, not seven imports down, where CPython 3.13 before 3.13.13
     maps and unmaps a stack chunk for each call across its edge (sync_http/__init__.py; benchmarks/README.md)."""
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, sync_http; print(*sys.modules)"],
