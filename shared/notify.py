@@ -63,8 +63,7 @@ def changes(sent: Mapping[str, Mapping[str, Any]], findings: Sequence[Mapping[st
         for name, s in sent.items()
         if name not in current
     ]
-    order = {"critical": 0, "warning": 1}
-    return sorted(found, key=lambda c: (c.change == "resolved", order.get(c.finding.get("severity") or "", 2)))
+    return sorted(found, key=lambda c: (c.change == "resolved", -SEVERITY_RANK.get(c.finding.get("severity") or "", 0)))
 
 
 def notify_tenants(settings: Settings, watched: Mapping[str | None, Any], deadline: Deadline) -> None:
@@ -127,10 +126,8 @@ def test_messages(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
         "fix": "nothing to do",
     }
     found = [Changed("new", finding)]
-    return teams_message(None, found, status_page_url()), {
-        **webhook_message(None, found, status_page_url()),
-        "type": "intune-sync.test",
-    }
+    page = status_page_url()
+    return teams_message(None, found, page), {**webhook_message(None, found, page), "type": "intune-sync.test"}
 
 
 def status_page_url() -> str | None:
